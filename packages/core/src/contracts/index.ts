@@ -1,0 +1,6 @@
+export * from './types';
+export * from './backbone';
+export * from './loss';
+export * from './tokens';
+export * from './dataset';
+export * from './logger';

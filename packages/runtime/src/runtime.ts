@@ -1,0 +1,88 @@
+/**
+ * The one place that decides which tfjs backend runs userpref's tensors.
+ *
+ *   gpu  -> @tensorflow/tfjs-node-gpu (optional dependency: its install downloads libtensorflow)
+ *   cpu  -> @tensorflow/tfjs-node if installed, else @tensorflow/tfjs-backend-wasm (patched, see
+ *           wasm-kernels.ts), else the plain JS cpu backend
+ *   auto -> gpu if installed, else cpu as above
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { patchWasmBackend } from './wasm-kernels';
+
+export type Device = 'auto' | 'gpu' | 'cpu';
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+export interface RuntimeInfo {
+  device: Device;
+  backend: BackendName;
+  /** Which package provides the backend, for logs and benchmark reports. */
+  provider: string;
+  gpu: boolean;
+}
+
+export interface RuntimeOptions {
+  device?: Device;
+  /** Called once with the choice, e.g. to log it. */
+  log?: (message: string, fields: Record<string, unknown>) => void;
+  /** Restrict the candidates, e.g. to force the plain cpu backend in tests. */
+  prefer?: BackendName;
+}
+
+type Loader = () => boolean;
+
+function tryRequire(name: string): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require(name);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'MODULE_NOT_FOUND' || /Cannot find module/.test(String(err))) return false;
+    // Installed but broken (e.g. libtensorflow missing): say so rather than silently fall back.
+    throw new Error(`${name} is installed but failed to load: ${(err as Error).message}`);
+  }
+}
+
+export class DeviceUnavailableError extends Error {}
+
+let current: RuntimeInfo | undefined;
+
+export async function initRuntime(options: RuntimeOptions = {}): Promise<RuntimeInfo> {
+  const device = options.device ?? 'auto';
+  if (!['auto', 'gpu', 'cpu'].includes(device)) {
+    throw new Error(`unknown device '${device}': expected one of auto, gpu, cpu`);
+  }
+  const candidates: Array<{ backend: BackendName; provider: string; gpu: boolean; load: Loader }> = [];
+  const gpu = { backend: 'tensorflow' as const, provider: '@tensorflow/tfjs-node-gpu', gpu: true, load: () => tryRequire('@tensorflow/tfjs-node-gpu') };
+  const node = { backend: 'tensorflow' as const, provider: '@tensorflow/tfjs-node', gpu: false, load: () => tryRequire('@tensorflow/tfjs-node') };
+  const wasm = { backend: 'wasm' as const, provider: '@tensorflow/tfjs-backend-wasm', gpu: false, load: () => tryRequire('@tensorflow/tfjs-backend-wasm') };
+  const cpu = { backend: 'cpu' as const, provider: '@tensorflow/tfjs-backend-cpu', gpu: false, load: () => tryRequire('@tensorflow/tfjs-backend-cpu') };
+  if (device === 'gpu') candidates.push(gpu);
+  if (device === 'auto') candidates.push(gpu);
+  if (device !== 'gpu') candidates.push(node, wasm, cpu);
+  const filtered = options.prefer ? candidates.filter((c) => c.backend === options.prefer) : candidates;
+
+  for (const c of filtered) {
+    if (!c.load()) continue;
+    if (c.backend === 'wasm') patchWasmBackend();
+    const ok = await tf.setBackend(c.backend);
+    if (!ok) continue;
+    await tf.ready();
+    current = { device, backend: c.backend, provider: c.provider, gpu: c.gpu };
+    options.log?.(`tensor backend: ${c.backend} (${c.provider})`, { ...current });
+    return current;
+  }
+  if (device === 'gpu') {
+    throw new DeviceUnavailableError(
+      "--device gpu needs @tensorflow/tfjs-node-gpu, which is not installed here. Install it with " +
+        "'npm install @tensorflow/tfjs-node-gpu' on a machine with CUDA and network access to download " +
+        'libtensorflow, or run with --device cpu.',
+    );
+  }
+  throw new DeviceUnavailableError(`no tfjs backend could be initialised (tried ${filtered.map((c) => c.provider).join(', ')})`);
+}
+
+/** The backend chosen by the last initRuntime call. */
+export function runtimeInfo(): RuntimeInfo | undefined {
+  return current;
+}
