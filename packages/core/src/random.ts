@@ -95,8 +95,11 @@ export class Rng {
     return idx.slice(0, k);
   }
 
-  /** A new seed for a library that takes one (e.g. tf.randomNormal). */
+  /**
+   * A new seed for a library that takes one (e.g. tf.randomNormal). Never 0: tfjs treats a seed
+   * of 0 as "no seed" and draws from Math.random.
+   */
   seed(): number {
-    return uniformInt(this.gen, 0, 0x7fffffff);
+    return uniformInt(this.gen, 1, 0x7fffffff);
   }
 }

@@ -1,12 +1,15 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import type { PreferenceBatch } from './types';
+import type { PreferenceBatch, PreferenceImage } from './types';
 
 /**
  * Last-position logits of the two target sequences of each example (SPEC §2): both share the
  * reference history; `liked` ends with the liked candidate, `disliked` with the disliked one.
  */
 export interface PairLogits {
-  /** [batch, vocab] logits after the liked-candidate turn. */
+  /**
+   * [batch, vocab] logits after the liked-candidate turn. The liked candidate is image0 when
+   * label0 >= 0.5 (so for a tie, image0), else image1.
+   */
   readonly liked: tf.Tensor2D;
   /** [batch, vocab] logits after the disliked-candidate turn. */
   readonly disliked: tf.Tensor2D;
@@ -20,10 +23,22 @@ export interface ReadoutTokens {
   readonly negative: number;
 }
 
+/** A batch made ready for the synchronous forward pass (opaque to everyone but its backbone). */
+export interface PreparedBatch {
+  readonly size: number;
+  /** Frees tensors held by the batch. */
+  dispose(): void;
+}
+
 /** What a forward pass may be asked for beyond the logits. */
 export interface ForwardOptions {
   /** Apply dropout and keep what gradients need. */
   readonly training: boolean;
+  /**
+   * Seed for this call's dropout masks, so a resumed run reproduces an uninterrupted one.
+   * Derived by the trainer from the run seed and the step.
+   */
+  readonly seed?: number;
 }
 
 /**
@@ -53,12 +68,25 @@ export interface Backbone {
   readonly textHiddenSize: number;
   readonly readout: ReadoutTokens;
   /**
-   * Logits for the liked- and disliked-target sequences of every example. Call inside
-   * tf.tidy / tf.variableGrads: returned tensors are owned by the caller.
+   * The asynchronous half of a forward pass: decode and preprocess images, tokenise, look up
+   * cached image features. Kept apart because tfjs gradients (tf.variableGrads) need a
+   * synchronous function. The caller disposes the result.
    */
-  pairLogits(batch: PreferenceBatch, options: ForwardOptions): Promise<PairLogits>;
+  prepare(batch: PreferenceBatch): Promise<PreparedBatch>;
+  /**
+   * Logits for the liked- and disliked-target sequences of every prepared example. Synchronous
+   * and differentiable: call inside tf.tidy / tf.variableGrads; returned tensors are owned by the
+   * caller.
+   */
+  pairLogits(prepared: PreparedBatch, options: ForwardOptions): PairLogits;
   /** Prepend learnable embeddings before BOS for every sequence (stage 2); null removes it. */
   setPrefixProvider(provider: PrefixProvider | null): void;
+  /**
+   * [n, d] pooled frozen image features (the vision tower's output, mean over its tokens), for
+   * baselines that compare images without the language model (nearest-reference) and for
+   * analysis. Optional: a backbone without a separable image encoder omits it.
+   */
+  imageEmbeddings?(images: readonly PreferenceImage[]): Promise<tf.Tensor2D>;
   /** The variables stage 1 trains (LoRA). */
   adapterVariables(): tf.Variable[];
   saveAdapter(dir: string): Promise<void>;
