@@ -43,7 +43,12 @@ function tryRequire(name: string): boolean {
   }
 }
 
-export class DeviceUnavailableError extends Error {}
+export class DeviceUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DeviceUnavailableError';
+  }
+}
 
 let current: RuntimeInfo | undefined;
 

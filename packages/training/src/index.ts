@@ -9,3 +9,6 @@ export type { ScoreOptions } from './evaluate';
 export { objective, plusProbability } from './objective';
 export * from './metrics';
 export { progressBar } from './progress';
+export { runSuite, nearestReferenceScores } from './suite';
+export type { SuiteOptions, SuiteReport, SuiteModel, RowResult, SuiteComponents } from './suite';
+export { writeReport, markdownTable, plotSvg } from './report';

@@ -90,6 +90,11 @@ export class ToyBackbone implements Backbone {
     }
     return { liked: tf.matMul(p.liked, w) as tf.Tensor2D, disliked: tf.matMul(p.disliked, w) as tf.Tensor2D };
   }
+  /** Embedding = the pixel's RGB centred on 128. */
+  async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
+    const rows = await Promise.all(images.map(async (im) => Array.from((await im.decode()).data).map((v) => v - 128)));
+    return tf.tensor2d(rows);
+  }
   setPrefixProvider(p: PrefixProvider | null) {
     this.prefix = p;
   }

@@ -1,0 +1,80 @@
+/** Writes a suite report as JSON, a Markdown table and a PNG plot (SVG rendered by sharp). */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import type { SuiteReport } from './suite';
+
+const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : '-');
+
+export function markdownTable(r: SuiteReport): string {
+  const lines = [
+    `Pairwise accuracy on the ${r.split} split: ${r.comparisons} comparisons, ${r.users} users, tie policy ${r.tiePolicy.kind}.`,
+    '',
+    '| model | accuracy % | 95% CI | n | ROC AUC | per-user median % | note |',
+    '|---|---:|---|---:|---:|---:|---|',
+    ...r.rows.map((row) =>
+      `| ${row.label} | ${pct(row.accuracy)} | ${Number.isFinite(row.ci95[0]) ? `${pct(row.ci95[0])}-${pct(row.ci95[1])}` : '-'} | ${row.n} | ${row.auc !== undefined && Number.isFinite(row.auc) ? row.auc.toFixed(3) : '-'} | ${row.perUser ? pct(row.perUser.quantiles.median) : '-'} | ${row.note ?? ''} |`,
+    ),
+  ];
+  if (r.curve.length) {
+    lines.push('', `Accuracy of ${r.rows[0]?.label} against the number of reference pairs:`, '', '| reference pairs | accuracy % | 95% CI |', '|---:|---:|---|');
+    for (const p of r.curve) lines.push(`| ${p.referencePairs} | ${pct(p.accuracy)} | ${pct(p.ci95[0])}-${pct(p.ci95[1])} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Bar chart of the rows plus, when present, the reference-count curve. */
+export function plotSvg(r: SuiteReport): string {
+  const W = 760;
+  const H = 360;
+  const pad = 48;
+  const half = r.curve.length ? (W - pad * 3) / 2 : W - pad * 2;
+  const y = (a: number) => H - pad - (H - 2 * pad) * a;
+  const parts: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif" font-size="11">`, `<rect width="${W}" height="${H}" fill="white"/>`];
+  const axis = (x0: number, w: number, title: string) => {
+    parts.push(`<text x="${x0 + w / 2}" y="18" text-anchor="middle" font-size="13">${title}</text>`);
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+      parts.push(`<line x1="${x0}" x2="${x0 + w}" y1="${y(t)}" y2="${y(t)}" stroke="#ddd"/>`, `<text x="${x0 - 4}" y="${y(t) + 4}" text-anchor="end">${t * 100}%</text>`);
+    }
+  };
+  axis(pad, half, `Pairwise accuracy (${r.split})`);
+  const bw = half / Math.max(1, r.rows.length);
+  r.rows.forEach((row, i) => {
+    const x = pad + i * bw + bw * 0.15;
+    const a = Number.isFinite(row.accuracy) ? row.accuracy : 0;
+    parts.push(`<rect x="${x}" y="${y(a)}" width="${bw * 0.7}" height="${y(0) - y(a)}" fill="${row.kind === 'model' ? '#3b6ea8' : '#b0b0b0'}"/>`);
+    if (Number.isFinite(row.ci95[0])) parts.push(`<line x1="${x + bw * 0.35}" x2="${x + bw * 0.35}" y1="${y(row.ci95[0])}" y2="${y(row.ci95[1])}" stroke="black"/>`);
+    parts.push(`<text x="${x + bw * 0.35}" y="${y(a) - 4}" text-anchor="middle">${(a * 100).toFixed(1)}</text>`);
+    parts.push(`<text x="${x + bw * 0.35}" y="${H - pad + 14}" text-anchor="middle">${escapeXml(row.label.slice(0, 18))}</text>`);
+  });
+  if (r.curve.length) {
+    const x0 = pad * 2 + half;
+    axis(x0, half, 'Accuracy vs. reference pairs');
+    const maxK = Math.max(1, ...r.curve.map((p) => p.referencePairs));
+    const x = (k: number) => x0 + (half * k) / maxK;
+    parts.push(`<polyline fill="none" stroke="#3b6ea8" stroke-width="2" points="${r.curve.map((p) => `${x(p.referencePairs)},${y(p.accuracy)}`).join(' ')}"/>`);
+    for (const p of r.curve) {
+      parts.push(`<line x1="${x(p.referencePairs)}" x2="${x(p.referencePairs)}" y1="${y(p.ci95[0])}" y2="${y(p.ci95[1])}" stroke="#3b6ea8"/>`);
+      parts.push(`<text x="${x(p.referencePairs)}" y="${H - pad + 14}" text-anchor="middle">${p.referencePairs}</text>`);
+    }
+  }
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+}
+
+export async function writeReport(r: SuiteReport, dir: string): Promise<{ json: string; markdown: string; png: string }> {
+  await fs.mkdir(dir, { recursive: true });
+  const json = path.join(dir, 'results.json');
+  const markdown = path.join(dir, 'results.md');
+  const png = path.join(dir, 'results.png');
+  await fs.writeFile(json, JSON.stringify(r, null, 2) + '\n');
+  await fs.writeFile(markdown, markdownTable(r));
+  // sharp renders SVG through librsvg, which its prebuilt binaries include.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sharp = require('sharp') as typeof import('sharp');
+  await sharp(Buffer.from(plotSvg(r))).png().toFile(png);
+  return { json, markdown, png };
+}

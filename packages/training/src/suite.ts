@@ -1,0 +1,145 @@
+/**
+ * The evaluation suite (SPEC §7): each configured model (adapter +/- preference tokens) scored on
+ * one split, with accuracy and its 95% bootstrap interval, the per-user distribution, ROC AUC,
+ * accuracy against the number of reference pairs, and baselines on the same comparisons.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceTokens, type SplitName } from '@userpref/core';
+import { scoreSplit, truncateReferences } from './evaluate';
+import { pairwiseAccuracy, perUserAccuracy, rocAuc, type TiePolicy } from './metrics';
+
+export interface SuiteModel {
+  label: string;
+  adapter?: string;
+  tokens?: string;
+  /** Score with only this many reference pairs (0 = the non-personalised setting). */
+  referencePairs?: number;
+}
+
+export interface SuiteOptions {
+  split: SplitName;
+  batchSize: number;
+  limit?: number;
+  tiePolicy: TiePolicy;
+  bootstrapSamples: number;
+  /** Reference counts for the accuracy curve of the first model (empty = none). */
+  refCounts: number[];
+  models: SuiteModel[];
+  baselines: Array<'random' | 'nearest-reference' | 'bayes-optimal'>;
+  seed: number;
+}
+
+export interface RowResult {
+  label: string;
+  kind: 'model' | 'baseline';
+  accuracy: number;
+  ci95: [number, number];
+  n: number;
+  auc?: number;
+  perUser?: { users: number; mean: number; quantiles: Record<string, number> };
+  note?: string;
+}
+
+export interface SuiteReport {
+  split: SplitName;
+  comparisons: number;
+  users: number;
+  tiePolicy: TiePolicy;
+  rows: RowResult[];
+  /** Accuracy of the first model against the number of reference pairs. */
+  curve: Array<{ referencePairs: number; accuracy: number; ci95: [number, number] }>;
+  createdAt: string;
+}
+
+export interface SuiteComponents {
+  backbone: Backbone;
+  dataset: PreferenceDataset;
+  tokens?: PreferenceTokens;
+  logger: Logger;
+}
+
+export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<SuiteReport> {
+  const split = c.dataset.split(o.split);
+  const total = Math.min(split.size, o.limit ?? Infinity);
+  if (total === 0) throw new Error(`the ${o.split} split is empty`);
+  const rows: RowResult[] = [];
+  const summarise = (label: string, kind: RowResult['kind'], scores: PreferenceScore[], note?: string): RowResult => {
+    const acc = pairwiseAccuracy(scores, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
+    const pu = perUserAccuracy(scores, o.tiePolicy);
+    return { label, kind, accuracy: acc.accuracy, ci95: acc.ci95, n: acc.n, auc: rocAuc(scores), perUser: { users: pu.users, mean: pu.mean, quantiles: pu.quantiles }, note };
+  };
+  const progress = (label: string) => (done: number, all: number) => {
+    if (done === all || done % Math.max(1, Math.floor(all / 5)) < o.batchSize) c.logger.info(`scoring ${label}`, { done, total: all });
+  };
+
+  let curve: SuiteReport['curve'] = [];
+  let users = 0;
+  for (const [i, m] of o.models.entries()) {
+    if (m.adapter) await c.backbone.loadAdapter(m.adapter);
+    if (m.tokens) {
+      if (!c.tokens) throw new Error(`model '${m.label}' names preference tokens but plugins.tokens is not configured`);
+      c.tokens.build(c.backbone.textHiddenSize);
+      await c.tokens.load(m.tokens);
+      c.backbone.setPrefixProvider(c.tokens);
+    } else c.backbone.setPrefixProvider(null);
+    const scores = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: m.referencePairs, onProgress: progress(m.label) });
+    users = new Set(scores.map((s) => s.userId)).size;
+    rows.push(summarise(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined));
+    if (i === 0 && o.refCounts.length) {
+      curve = [];
+      for (const k of o.refCounts) {
+        const s = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: k });
+        const a = pairwiseAccuracy(s, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
+        curve.push({ referencePairs: k, accuracy: a.accuracy, ci95: a.ci95 });
+        c.logger.info(`accuracy with ${k} reference pairs`, { accuracy: a.accuracy });
+      }
+    }
+  }
+  c.backbone.setPrefixProvider(null);
+
+  const examples: PreferenceExample[] = [];
+  if (o.baselines.some((b) => b !== 'bayes-optimal')) for (let i = 0; i < total; i++) examples.push(await split.get(i));
+  for (const b of o.baselines) {
+    if (b === 'random') {
+      const rng = Rng.stream(o.seed, 'random-baseline');
+      rows.push(summarise('random', 'baseline', examples.map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }))));
+    } else if (b === 'nearest-reference') {
+      if (!c.backbone.imageEmbeddings) {
+        c.logger.warn('nearest-reference baseline skipped: the backbone has no imageEmbeddings()');
+        continue;
+      }
+      rows.push(summarise('nearest-reference', 'baseline', await nearestReferenceScores(c.backbone, examples, o.batchSize), 'similarity to liked minus disliked references in the frozen image-feature space'));
+    } else if (b === 'bayes-optimal') {
+      const st = c.dataset.stats(o.split);
+      if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
+    }
+  }
+  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curve, createdAt: new Date().toISOString() };
+}
+
+/** score(c) = cos(c, mean liked refs) - cos(c, mean disliked refs): ViPer's idea without training. */
+export async function nearestReferenceScores(backbone: Backbone, examples: readonly PreferenceExample[], batchSize: number): Promise<PreferenceScore[]> {
+  const out: PreferenceScore[] = [];
+  for (let s = 0; s < examples.length; s += batchSize) {
+    for (const ex of examples.slice(s, s + batchSize)) {
+      const imgs = [ex.target.image0, ex.target.image1, ...ex.references.map((r) => r.liked), ...ex.references.map((r) => r.disliked)];
+      const emb = await backbone.imageEmbeddings!(imgs);
+      const k = ex.references.length;
+      const [s0, s1] = tf.tidy(() => {
+        const unit = tf.div(emb, tf.add(tf.norm(emb, 'euclidean', 1, true), 1e-12));
+        const cand = tf.slice(unit, [0, 0], [2, -1]);
+        if (k === 0) return [0, 0];
+        const liked = tf.mean(tf.slice(unit, [2, 0], [k, -1]), 0, true);
+        const disliked = tf.mean(tf.slice(unit, [2 + k, 0], [k, -1]), 0, true);
+        const cos = (a: tf.Tensor, b: tf.Tensor) => tf.div(tf.sum(tf.mul(a, b), 1), tf.add(tf.mul(tf.norm(a, 'euclidean', 1), tf.norm(b, 'euclidean', 1)), 1e-12));
+        const v = tf.sub(cos(cand, liked), cos(cand, disliked)).dataSync();
+        return [v[0], v[1]];
+      });
+      emb.dispose();
+      out.push({ userId: ex.userId, label0: ex.target.label0, score0: s0, score1: s1 });
+    }
+  }
+  return out;
+}
+
+export { truncateReferences };

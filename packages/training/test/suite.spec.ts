@@ -1,0 +1,67 @@
+import { promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import sharp from 'sharp';
+import { initRuntime } from '@userpref/runtime';
+import { memoryLogger, type PreferenceExample } from '@userpref/core';
+import { Trainer, markdownTable, nearestReferenceScores, runSuite, writeReport } from '../src';
+import { ToyBackbone, ceLoss, image, toyDataset } from './toy';
+
+describe('evaluation suite', () => {
+  let tmp: string;
+  beforeAll(async () => {
+    await initRuntime({ device: 'cpu' });
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'suite-'));
+  });
+  afterAll(async () => {
+    await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  it('scores nearest-reference as cosine to liked minus cosine to disliked (hand math)', async () => {
+    // Embeddings are RGB - 128. liked ref (228,128,128) -> (100,0,0); disliked (128,228,128) -> (0,100,0).
+    // image0 (178,128,128) -> (50,0,0): cos to liked 1, to disliked 0 -> score 1.
+    // image1 (128,128,228) -> (0,0,100): cos 0 and 0 -> score 0.
+    const ex: PreferenceExample = {
+      userId: 'u',
+      references: [{ prompt: 'p', liked: image('l', [228, 128, 128]), disliked: image('d', [128, 228, 128]) }],
+      likedFirst: [false],
+      target: { prompt: 'p', image0: image('a', [178, 128, 128]), image1: image('b', [128, 128, 228]), label0: 1 },
+    };
+    const [s] = await nearestReferenceScores(new ToyBackbone(), [ex], 1);
+    expect(s.score0).toBeCloseTo(1, 6);
+    expect(s.score1).toBeCloseTo(0, 6);
+  });
+
+  it('evaluates trained models against baselines and writes JSON, Markdown and a PNG plot', async () => {
+    const backbone = new ToyBackbone();
+    const dataset = toyDataset();
+    const logger = memoryLogger();
+    const res = await new Trainer({ backbone, dataset, losses: [{ loss: ceLoss, weight: 1 }], logger }, {
+      stage: 1, batchSize: 4, gradAccum: 1, epochs: 3, lr: 0.05, weightDecay: 0, evalSteps: 0, saveSteps: 0, evalBatchSize: 8, outDir: tmp, expName: 's1', seed: 3,
+    }).run();
+    const report = await runSuite({ backbone: new ToyBackbone(9), dataset, logger }, {
+      split: 'test', batchSize: 8, tiePolicy: { kind: 'drop' }, bootstrapSamples: 200, refCounts: [0, 1, 3], seed: 1,
+      models: [{ label: 'stage1', adapter: path.join(res.finalCheckpoint, 'adapter') }, { label: 'no-refs', adapter: path.join(res.finalCheckpoint, 'adapter'), referencePairs: 0 }],
+      baselines: ['random', 'nearest-reference', 'bayes-optimal'],
+    });
+    const row = (l: string) => report.rows.find((r) => r.label === l)!;
+    expect(report.rows.map((r) => r.label)).toEqual(['stage1', 'no-refs', 'random', 'nearest-reference']); // toy data has no Bayes-optimal
+    expect(row('stage1').accuracy).toBeGreaterThan(0.8);
+    // Without references the toy model has no information: exactly 0.5 (equal scores earn half credit).
+    expect(row('no-refs').accuracy).toBeCloseTo(0.5, 6);
+    expect(report.curve.map((p) => p.referencePairs)).toEqual([0, 1, 3]);
+    expect(report.curve[0].accuracy).toBeCloseTo(0.5, 6);
+    expect(report.curve[2].accuracy).toBeCloseTo(row('stage1').accuracy, 12);
+    expect(row('stage1').ci95[0]).toBeLessThanOrEqual(row('stage1').accuracy);
+
+    const files = await writeReport(report, path.join(tmp, 'eval'));
+    const md = await fs.readFile(files.markdown, 'utf8');
+    expect(md).toContain('| stage1 |');
+    expect(md).toContain('| reference pairs | accuracy % | 95% CI |');
+    expect(markdownTable(report)).toBe(md);
+    const meta = await sharp(files.png).metadata();
+    expect(meta.format).toBe('png');
+    expect(meta.width).toBe(760);
+    expect(JSON.parse(await fs.readFile(files.json, 'utf8')).rows).toHaveLength(4);
+  });
+});
