@@ -1,0 +1,138 @@
+/**
+ * How Python values look after unpickling. Plain data maps to plain JS (str -> string,
+ * bytes/bytearray -> Uint8Array, int -> number or BigInt beyond 2^53, float -> number,
+ * bool -> boolean, None -> null, list/tuple -> Array, dict -> Map, set/frozenset -> Set).
+ * Everything that Python would have built by calling code is one of the records below: the
+ * unpickler never calls anything that is not a pure TypeScript data transform.
+ */
+import type { GlobalDef } from './globals/types';
+
+/** A `module.name` reference pushed by GLOBAL / STACK_GLOBAL. `def` is absent for a global that is
+ *  not whitelisted (only possible in inert-class mode); such a global can be instantiated as an
+ *  inert record but never called. */
+export class PyGlobal {
+  constructor(
+    readonly module: string,
+    readonly name: string,
+    readonly def: GlobalDef | undefined,
+  ) {}
+  get path(): string {
+    return `${this.module}.${this.name}`;
+  }
+}
+
+/**
+ * An instance of a Python class, kept as data: the class path, the arguments given to
+ * `cls.__new__` and the state given by BUILD. Used both for whitelisted record-like classes
+ * (pandas.DataFrame, pandas' extension arrays, ...) and, in inert-class mode, for unknown classes
+ * such as `prompt_pool.PromptPool`.
+ */
+export class PyObject {
+  state: unknown = undefined;
+  constructor(
+    readonly __class__: string,
+    readonly args: unknown[] = [],
+    readonly kwargs?: Map<unknown, unknown>,
+    /** true when the class is not whitelisted (inert-class mode) */
+    readonly inert = false,
+  ) {}
+  /** Python BUILD: a dict state updates the instance dict; anything else replaces the state. */
+  setState(state: unknown): void {
+    if (this.state instanceof Map && state instanceof Map) {
+      for (const [k, v] of state) this.state.set(k, v);
+    } else {
+      this.state = state;
+    }
+  }
+  /** Attribute from a dict state (or from the dict half of a (dict, slots) state). */
+  attr(name: string): unknown {
+    const s = this.state;
+    if (s instanceof Map) return s.get(name);
+    if (Array.isArray(s) && s.length === 2) {
+      for (const part of s) if (part instanceof Map && part.has(name)) return part.get(name);
+    }
+    return undefined;
+  }
+}
+
+/** builtins.slice */
+export class PySlice {
+  constructor(
+    readonly start: number | null,
+    readonly stop: number | null,
+    readonly step: number | null,
+  ) {}
+}
+
+/** builtins.complex */
+export class PyComplex {
+  constructor(
+    readonly re: number,
+    readonly im: number,
+  ) {}
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Python int -> number when exact, else BigInt. */
+export function pyInt(v: bigint): number | bigint {
+  return v <= MAX_SAFE && v >= -MAX_SAFE ? Number(v) : v;
+}
+
+/** A short Python-flavoured type name for error messages. */
+export function typeName(v: unknown): string {
+  if (v === null) return 'None';
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'string') return 'str';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
+  if (typeof v === 'bigint') return 'int';
+  if (typeof v === 'boolean') return 'bool';
+  if (v instanceof Uint8Array) return 'bytes';
+  if (Array.isArray(v)) return 'list/tuple';
+  if (v instanceof Map) return 'dict';
+  if (v instanceof Set) return 'set';
+  if (v instanceof PyObject) return v.__class__;
+  if (v instanceof PyGlobal) return `global ${v.path}`;
+  const ctor = (v as object).constructor;
+  return ctor && ctor.name ? ctor.name : typeof v;
+}
+
+export function asInt(v: unknown, what: string): number {
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (typeof v === 'bigint') {
+    const n = Number(v);
+    if (Number.isSafeInteger(n)) return n;
+  }
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  throw new Error(`${what} must be an int, got ${typeName(v)}`);
+}
+
+export function asIntList(v: unknown, what: string): number[] {
+  if (!Array.isArray(v)) throw new Error(`${what} must be a tuple of ints, got ${typeName(v)}`);
+  return v.map((x, i) => asInt(x, `${what}[${i}]`));
+}
+
+export function asString(v: unknown, what: string): string {
+  if (typeof v !== 'string') throw new Error(`${what} must be a str, got ${typeName(v)}`);
+  return v;
+}
+
+export function asBytes(v: unknown, what: string): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw new Error(`${what} must be bytes, got ${typeName(v)}`);
+  return v;
+}
+
+export function asTuple(v: unknown, what: string, min = 0, max = Infinity): unknown[] {
+  if (!Array.isArray(v)) throw new Error(`${what} must be a tuple, got ${typeName(v)}`);
+  if (v.length < min || v.length > max) {
+    throw new Error(`${what} must have ${min === max ? min : `${min}..${max}`} items, got ${v.length}`);
+  }
+  return v;
+}
+
+/** d[key] for a Python dict (Map) or a plain JS object. */
+export function getItem(d: unknown, key: string): unknown {
+  if (d instanceof Map) return d.get(key);
+  if (d !== null && typeof d === 'object' && !Array.isArray(d)) return (d as Record<string, unknown>)[key];
+  return undefined;
+}
