@@ -1,0 +1,218 @@
+/**
+ * The prompt pool of the paper's earlier code (SPEC §5), the mechanism behind "group-specific"
+ * preference tokens: a pool of prompts, each with a key; the mean of a user's reference-history
+ * embeddings is the query; the topK prompts whose keys are most cosine-similar to the query are
+ * prepended (concatenated along the token axis); a pull constraint
+ *     coefficient * mean over the batch of sum over selected prompts of (1 - cos(query, key))
+ * draws the selected keys toward the queries that chose them. The original crashed unless the
+ * coefficient was 0; here it is an ordinary auxiliary loss for any value.
+ *
+ * Top-k is a discrete choice made outside the gradient: prompts that were not selected get
+ * exactly zero gradient; the selected ones get the language-model gradient and, through their
+ * keys' cosine, the pull term's.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Logger, PreferenceTokens, PrefixContext } from '@userpref/core';
+import { initialValues, type InitOptions } from './init';
+import { contextBatch } from './prompt';
+import { FORMAT, FORMAT_VERSION, expectTensor, readTokens, saveTokens } from './storage';
+
+export type KeyMode = 'prompt-mean' | 'learnable';
+
+export interface PoolOptions extends InitOptions {
+  /** Tokens per prompt. */
+  length: number;
+  poolSize: number;
+  /** Prompts selected per example; the prefix is topK * length tokens. */
+  topK: number;
+  /** 'prompt-mean': a prompt's key is the mean of its tokens; 'learnable': a separate [poolSize, d] variable. */
+  keys: KeyMode;
+  pullCoefficient: number;
+}
+
+export const POOL_DEFAULTS: PoolOptions = { length: 10, poolSize: 10, topK: 1, keys: 'prompt-mean', pullCoefficient: 0.1, init: 'uniform', std: 0.02 };
+
+/** Smallest squared norm used when normalising (a zero vector normalises to zero, not NaN). */
+const NORM_EPS = 1e-12;
+
+let instances = 0;
+
+/** Rows of x scaled to unit length: x * rsqrt(max(|x|^2, eps)). */
+function l2Normalize(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.mul(x, tf.rsqrt(tf.maximum(tf.sum(tf.square(x), 1, true), NORM_EPS))) as tf.Tensor2D;
+}
+
+/**
+ * Indices of the k largest entries of each row of a [rows, cols] matrix, best first; ties go to
+ * the lower index so the choice is deterministic.
+ */
+export function topKIndices(values: ArrayLike<number>, rows: number, cols: number, k: number): number[][] {
+  const out: number[][] = [];
+  for (let r = 0; r < rows; r++) {
+    const idx = [...Array(cols).keys()];
+    idx.sort((a, b) => values[r * cols + b] - values[r * cols + a] || a - b);
+    out.push(idx.slice(0, k));
+  }
+  return out;
+}
+
+export class PromptPoolTokens implements PreferenceTokens {
+  readonly name = 'prompt-pool';
+  private readonly options: PoolOptions;
+  private readonly id = ++instances;
+  private pool: tf.Variable<tf.Rank.R3> | null = null;
+  private keyVar: tf.Variable<tf.Rank.R2> | null = null;
+  private selection: number[][] = [];
+
+  constructor(
+    options: Partial<PoolOptions>,
+    private readonly seed: number,
+    private readonly logger?: Logger,
+  ) {
+    const o = { ...POOL_DEFAULTS, ...options };
+    const where = "preference tokens 'prompt-pool'";
+    for (const key of ['length', 'poolSize', 'topK'] as const) {
+      if (!Number.isInteger(o[key]) || o[key] < 1) throw new Error(`${where}: ${key} must be an integer >= 1, got ${o[key]}`);
+    }
+    if (o.topK > o.poolSize) throw new Error(`${where}: topK ${o.topK} is larger than the pool (${o.poolSize} prompts)`);
+    if (!(o.pullCoefficient >= 0) || !Number.isFinite(o.pullCoefficient)) throw new Error(`${where}: pullCoefficient must be a finite number >= 0, got ${o.pullCoefficient}`);
+    if (o.keys !== 'prompt-mean' && o.keys !== 'learnable') throw new Error(`${where}: keys must be 'prompt-mean' or 'learnable', got '${String(o.keys)}'`);
+    this.options = o;
+  }
+
+  /** Prepended length: topK prompts of `length` tokens each. */
+  get length(): number {
+    return this.options.topK * this.options.length;
+  }
+
+  get hiddenSize(): number | null {
+    return this.pool ? this.pool.shape[2] : null;
+  }
+
+  /** The prompt indices chosen for each example of the last `prefix` call, best match first. */
+  lastSelection(): number[][] {
+    return this.selection.map((r) => [...r]);
+  }
+
+  private where(): string {
+    return "preference tokens 'prompt-pool'";
+  }
+
+  private poolShape(hiddenSize: number): [number, number, number] {
+    return [this.options.poolSize, this.options.length, hiddenSize];
+  }
+
+  private create(poolValues: Float32Array, keyValues: Float32Array | null, hiddenSize: number): void {
+    this.dispose();
+    this.pool = tf.tidy(() => tf.variable(tf.tensor3d(poolValues, this.poolShape(hiddenSize)), true, `preference_tokens.pool.${this.id}`));
+    if (keyValues) {
+      this.keyVar = tf.tidy(() => tf.variable(tf.tensor2d(keyValues, [this.options.poolSize, hiddenSize]), true, `preference_tokens.keys.${this.id}`));
+    }
+  }
+
+  build(hiddenSize: number): void {
+    if (!Number.isInteger(hiddenSize) || hiddenSize < 1) throw new Error(`${this.where()}: hidden size must be an integer >= 1, got ${hiddenSize}`);
+    if (this.pool) {
+      if (this.pool.shape[2] !== hiddenSize) {
+        throw new Error(`${this.where()}: pool has shape [${this.pool.shape.join(', ')}] but the text model's hidden size is ${hiddenSize}`);
+      }
+      return;
+    }
+    const { poolSize, length } = this.options;
+    const poolValues = initialValues(poolSize * length * hiddenSize, this.options, this.seed, 'preference-tokens/prompt-pool/prompts');
+    const keyValues = this.options.keys === 'learnable' ? initialValues(poolSize * hiddenSize, this.options, this.seed, 'preference-tokens/prompt-pool/keys') : null;
+    this.create(poolValues, keyValues, hiddenSize);
+    this.logger?.info('preference tokens built', {
+      kind: 'prompt-pool',
+      poolSize,
+      length,
+      topK: this.options.topK,
+      keys: this.options.keys,
+      hiddenSize,
+      init: this.options.init,
+      params: poolValues.length + (keyValues?.length ?? 0),
+    });
+  }
+
+  private built(): tf.Variable<tf.Rank.R3> {
+    if (!this.pool) throw new Error(`${this.where()}: call build(hiddenSize) or load(path) first`);
+    return this.pool;
+  }
+
+  variables(): tf.Variable[] {
+    const pool = this.built();
+    return this.keyVar ? [pool, this.keyVar] : [pool];
+  }
+
+  prefix(context: PrefixContext): { embeddings: tf.Tensor3D; auxLoss: tf.Scalar } {
+    const pool = this.built();
+    const [poolSize, length, hidden] = pool.shape;
+    const { topK, pullCoefficient } = this.options;
+    const batch = contextBatch(this.where(), context, hidden);
+    return tf.tidy(() => {
+      // [poolSize, d]: the learnable keys, or each prompt's mean over its tokens.
+      const keys = this.keyVar ?? (tf.mean(pool, 1) as tf.Tensor2D);
+      const cos = tf.matMul(l2Normalize(context.historyMean), tf.transpose(l2Normalize(keys))) as tf.Tensor2D; // [batch, poolSize]
+      const chosen = topKIndices(cos.dataSync(), batch, poolSize, topK);
+      const selected = tf.gather(pool, chosen.flat(), 0); // [batch * topK, length, d]
+      const embeddings = tf.reshape(selected, [batch, topK * length, hidden]) as tf.Tensor3D;
+      const mask = new Float32Array(batch * poolSize);
+      chosen.forEach((row, b) => row.forEach((j) => (mask[b * poolSize + j] = 1)));
+      const pull = tf.mul(tf.div(tf.sum(tf.mul(tf.tensor2d(mask, [batch, poolSize]), tf.sub(1, cos))), batch), pullCoefficient) as tf.Scalar;
+      this.selection = chosen;
+      return { embeddings, auxLoss: pull };
+    });
+  }
+
+  async save(dir: string): Promise<void> {
+    const pool = this.built();
+    const tensors = [{ name: 'pool', shape: [...pool.shape], data: (await pool.data()) as Float32Array }];
+    if (this.keyVar) tensors.push({ name: 'keys', shape: [...this.keyVar.shape], data: (await this.keyVar.data()) as Float32Array });
+    const { poolSize, topK, keys, pullCoefficient, init, std } = this.options;
+    await saveTokens(
+      dir,
+      { format: FORMAT, version: FORMAT_VERSION, kind: 'prompt-pool', length: this.options.length, hiddenSize: pool.shape[2], poolSize, topK, keys, pullCoefficient, init, std },
+      tensors,
+    );
+  }
+
+  async load(source: string): Promise<void> {
+    const stored = await readTokens(source);
+    if (!stored.config && stored.tensors.has('prompt') && !stored.tensors.has('pool')) {
+      throw new Error(`${this.where()}: ${stored.source} holds a single prompt (like the paper's prompt_pool.pt), not a pool; load it with tokens 'prompt'`);
+    }
+    if (stored.config && stored.config.kind !== 'prompt-pool') {
+      throw new Error(`${this.where()}: ${source} holds '${stored.config.kind}' tokens, not 'prompt-pool'`);
+    }
+    if (stored.config?.keys !== undefined && stored.config.keys !== this.options.keys) {
+      throw new Error(`${this.where()}: ${source} was saved with keys '${String(stored.config.keys)}' but this run is configured with keys '${this.options.keys}'`);
+    }
+    if (stored.config?.topK !== undefined && stored.config.topK !== this.options.topK) {
+      this.logger?.warn('prompt pool loaded with a different topK than it was trained with', { saved: stored.config.topK, configured: this.options.topK, source });
+    }
+    const hidden = this.pool ? this.pool.shape[2] : (stored.tensors.get('pool')?.shape[2] ?? 0);
+    const poolT = expectTensor(stored, 'pool', this.poolShape(hidden), 'the configured poolSize x length x hidden size');
+    const keysT = this.options.keys === 'learnable' ? expectTensor(stored, 'keys', [this.options.poolSize, hidden], 'the configured poolSize x hidden size') : null;
+    if (this.options.keys === 'prompt-mean' && stored.tensors.has('keys')) {
+      throw new Error(`${this.where()}: ${stored.source} has a 'keys' tensor but this run derives keys from the prompts (keys 'prompt-mean')`);
+    }
+    if (this.pool) {
+      const pool = this.pool;
+      const keyVar = this.keyVar;
+      tf.tidy(() => {
+        pool.assign(tf.tensor3d(poolT.data, this.poolShape(hidden)));
+        if (keyVar && keysT) keyVar.assign(tf.tensor2d(keysT.data, [this.options.poolSize, hidden]));
+      });
+    } else {
+      this.create(poolT.data, keysT?.data ?? null, hidden);
+    }
+    this.logger?.info('preference tokens loaded', { kind: 'prompt-pool', source: stored.source, shape: poolT.shape, keys: this.options.keys });
+  }
+
+  dispose(): void {
+    this.pool?.dispose();
+    this.keyVar?.dispose();
+    this.pool = null;
+    this.keyVar = null;
+  }
+}

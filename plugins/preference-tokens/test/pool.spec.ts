@@ -1,0 +1,193 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initRuntime } from '@userpref/runtime';
+import { PromptPoolTokens, topKIndices } from '../src';
+
+/*
+ * A hand-built pool: 5 prompts of 2 tokens in d = 4. Prompt j's tokens are k_j + a_j and
+ * k_j - a_j, so its key (mean over tokens) is exactly k_j (all values are multiples of 1/4):
+ *   k0 = [1,0,0,0]  k1 = [0,1,0,0]  k2 = [0,0,1,0]  k3 = [1,1,0,0]  k4 = [0,0,0,1]
+ *   a_j = (j + 1) * [1/4, -1/4, 1/2, 0]
+ * Queries (history means):
+ *   q0 = [3,1,0,0]: cos with k0..k4 = 3/sqrt10 (.949), 1/sqrt10 (.316), 0, 4/sqrt20 (.894), 0
+ *                   -> top-2 = [0, 3]
+ *   q1 = [0,1,2,0]: cos = 0, 1/sqrt5 (.447), 2/sqrt5 (.894), 1/sqrt10 (.316), 0 -> top-2 = [2, 1]
+ * Prompt 4 is chosen by nobody.
+ *
+ * Pull constraint, coefficient c, batch B = 2:
+ *   aux = c / B * [ (1 - 3/sqrt10) + (1 - 2/sqrt5) + (1 - 2/sqrt5) + (1 - 1/sqrt5) ]
+ *   (4/sqrt20 = 2/sqrt5.)
+ * Its gradient: d cos(q, k)/dk = (q^ - cos * k^) / |k| (q^, k^ unit vectors), so
+ *   d aux/dk = -c/B * (q^ - cos k^)/|k| for each (query, selected key) pair:
+ *   (q0, k0): q^0 - cos k^0 = [0, 1/sqrt10, 0, 0], |k0| = 1   -> -c/B [0, 1/sqrt10, 0, 0]
+ *   (q0, k3): q^0 - (2/sqrt5) [1,1,0,0]/sqrt2 = [1/sqrt10, -1/sqrt10, 0, 0], |k3| = sqrt2
+ *                                                             -> -c/B [1/sqrt20, -1/sqrt20, 0, 0]
+ *   (q1, k2): q^1 - cos k^2 = [0, 1/sqrt5, 0, 0]                -> -c/B [0, 1/sqrt5, 0, 0]
+ *   (q1, k1): q^1 - cos k^1 = [0, 0, 2/sqrt5, 0]                -> -c/B [0, 0, 2/sqrt5, 0]
+ * A key that is the mean of L = 2 tokens passes 1/L of its gradient to each token.
+ *
+ * With the language-model stand-in loss sum(E * W), E = the [2, 4, 4] prefix, a selected prompt
+ * token also gets W at the position it was placed: batch 0 = [prompt 0 tok 0, tok 1, prompt 3
+ * tok 0, tok 1], batch 1 = [prompt 2 tok 0, tok 1, prompt 1 tok 0, tok 1].
+ */
+const S10 = Math.sqrt(10);
+const S5 = Math.sqrt(5);
+const S20 = Math.sqrt(20);
+const keys = [
+  [1, 0, 0, 0],
+  [0, 1, 0, 0],
+  [0, 0, 1, 0],
+  [1, 1, 0, 0],
+  [0, 0, 0, 1],
+];
+const offset = (j: number) => [0.25, -0.25, 0.5, 0].map((v) => v * (j + 1));
+const pool = keys.map((k, j) => [k.map((v, i) => v + offset(j)[i]), k.map((v, i) => v - offset(j)[i])]);
+const queries = [
+  [3, 1, 0, 0],
+  [0, 1, 2, 0],
+];
+const pullGrad: Record<number, number[]> = {
+  0: [0, 1 / S10, 0, 0],
+  3: [1 / S20, -1 / S20, 0, 0],
+  2: [0, 1 / S5, 0, 0],
+  1: [0, 0, 2 / S5, 0],
+};
+/** Where each selected prompt sits: [batch, first position]. */
+const placed: Record<number, [number, number]> = { 0: [0, 0], 3: [0, 2], 2: [1, 0], 1: [1, 2] };
+const W = Array.from({ length: 2 }, (_, b) => Array.from({ length: 4 }, (_, p) => Array.from({ length: 4 }, (_, i) => 0.01 * (b * 16 + p * 4 + i + 1))));
+
+function handPool(c: number, keyMode: 'prompt-mean' | 'learnable' = 'prompt-mean'): PromptPoolTokens {
+  const t = new PromptPoolTokens({ poolSize: 5, length: 2, topK: 2, pullCoefficient: c, keys: keyMode }, 1);
+  t.build(4);
+  const [p, k] = t.variables();
+  p.assign(tf.tensor3d(pool));
+  k?.assign(tf.tensor2d(keys));
+  return t;
+}
+
+function expectClose(got: number[], want: number[], digits = 5) {
+  expect(got.length).toBe(want.length);
+  got.forEach((v, i) => expect(v).toBeCloseTo(want[i], digits));
+}
+
+describe("preference tokens 'prompt-pool'", () => {
+  beforeAll(async () => {
+    await initRuntime({ device: 'cpu' });
+  });
+
+  it('picks the prompts whose keys are most cosine-similar to the query and concatenates them', () => {
+    const t = handPool(0.5);
+    expect(t.length).toBe(4);
+    const q = tf.tensor2d(queries);
+    const { embeddings, auxLoss } = t.prefix({ historyMean: q });
+    expect(t.lastSelection()).toEqual([
+      [0, 3],
+      [2, 1],
+    ]);
+    expect(embeddings.shape).toEqual([2, 4, 4]);
+    expect(embeddings.arraySync()).toEqual([
+      [...pool[0], ...pool[3]],
+      [...pool[2], ...pool[1]],
+    ]);
+    const hand = (0.5 / 2) * (1 - 3 / S10 + (1 - 2 / S5) + (1 - 2 / S5) + (1 - 1 / S5));
+    expect(auxLoss.dataSync()[0]).toBeCloseTo(hand, 6);
+    tf.dispose([q, embeddings, auxLoss]);
+    t.dispose();
+  });
+
+  it('the query scale does not matter (cosine), ties go to the lower index', () => {
+    const t = handPool(0.1);
+    const q = tf.tensor2d([
+      [300, 100, 0, 0],
+      [0, 0, 0, 0],
+    ]);
+    const out = t.prefix({ historyMean: q });
+    // A zero query has cosine 0 with every key (no NaN): prompts 0 and 1 by index.
+    expect(t.lastSelection()).toEqual([
+      [0, 3],
+      [0, 1],
+    ]);
+    expect(Number.isFinite(out.auxLoss.dataSync()[0])).toBe(true);
+    tf.dispose([q, out.embeddings, out.auxLoss]);
+    expect(topKIndices([0.5, 0.9, 0.9, 0.1], 1, 4, 3)).toEqual([[1, 2, 0]]);
+    t.dispose();
+  });
+
+  it('gradients: language-model part into the selected prompts, pull part through their keys, exactly zero for the unselected prompt', () => {
+    const c = 0.5;
+    const t = handPool(c);
+    const q = tf.tensor2d(queries);
+    const w = tf.tensor3d(W);
+    const { value, grads } = tf.variableGrads(() => {
+      const { embeddings, auxLoss } = t.prefix({ historyMean: q });
+      return tf.add(tf.sum(tf.mul(embeddings, w)), auxLoss) as tf.Scalar;
+    }, t.variables());
+    const g = grads[t.variables()[0].name].arraySync() as number[][][];
+    // Unselected prompt 4: exactly zero.
+    expect(g[4].flat().every((v) => v === 0)).toBe(true);
+    for (const j of [0, 1, 2, 3]) {
+      const [b, start] = placed[j];
+      for (let tok = 0; tok < 2; tok++) {
+        const want = W[b][start + tok].map((wv, i) => wv - (c / 2) * (pullGrad[j][i] / 2));
+        expectClose(g[j][tok], want);
+      }
+    }
+    tf.dispose([q, w, value, ...Object.values(grads)]);
+    t.dispose();
+  });
+
+  it('any pull coefficient works, including 0 (the original crashed unless it was 0)', () => {
+    for (const c of [0, 0.1, 3]) {
+      const t = handPool(c);
+      const q = tf.tensor2d(queries);
+      const { value, grads } = tf.variableGrads(() => t.prefix({ historyMean: q }).auxLoss, t.variables());
+      const sumOneMinusCos = 1 - 3 / S10 + 2 * (1 - 2 / S5) + (1 - 1 / S5);
+      expect(value.dataSync()[0]).toBeCloseTo((c / 2) * sumOneMinusCos, 6);
+      const g = grads[t.variables()[0].name].dataSync();
+      expect(Array.from(g).every(Number.isFinite)).toBe(true);
+      tf.dispose([q, value, ...Object.values(grads)]);
+      t.dispose();
+    }
+  });
+
+  it('learnable keys: the pull moves the selected keys only, the prompts get only the language-model gradient', () => {
+    const c = 0.5;
+    const t = handPool(c, 'learnable');
+    expect(t.variables()).toHaveLength(2);
+    const q = tf.tensor2d(queries);
+    const w = tf.tensor3d(W);
+    const { value, grads } = tf.variableGrads(() => {
+      const { embeddings, auxLoss } = t.prefix({ historyMean: q });
+      return tf.add(tf.sum(tf.mul(embeddings, w)), auxLoss) as tf.Scalar;
+    }, t.variables());
+    const [poolVar, keyVar] = t.variables();
+    const gp = grads[poolVar.name].arraySync() as number[][][];
+    const gk = grads[keyVar.name].arraySync() as number[][];
+    expect(t.lastSelection()).toEqual([
+      [0, 3],
+      [2, 1],
+    ]);
+    expect(gk[4].every((v) => v === 0)).toBe(true);
+    expect(gp[4].flat().every((v) => v === 0)).toBe(true);
+    for (const j of [0, 1, 2, 3]) {
+      const [b, start] = placed[j];
+      expectClose(gk[j], pullGrad[j].map((v) => (-c / 2) * v));
+      for (let tok = 0; tok < 2; tok++) expectClose(gp[j][tok], W[b][start + tok]);
+    }
+    tf.dispose([q, w, value, ...Object.values(grads)]);
+    t.dispose();
+  });
+
+  it('seeded init, and clear errors for bad options', () => {
+    const a = new PromptPoolTokens({ poolSize: 3, length: 2 }, 9);
+    const b = new PromptPoolTokens({ poolSize: 3, length: 2 }, 9);
+    a.build(4);
+    b.build(4);
+    expect(a.variables()[0].shape).toEqual([3, 2, 4]);
+    expect(Array.from(a.variables()[0].dataSync())).toEqual(Array.from(b.variables()[0].dataSync()));
+    expect(Array.from(a.variables()[0].dataSync()).every((v) => v >= 0 && v < 1)).toBe(true);
+    a.dispose();
+    b.dispose();
+    expect(() => new PromptPoolTokens({ poolSize: 2, topK: 3 }, 1)).toThrow("preference tokens 'prompt-pool': topK 3 is larger than the pool (2 prompts)");
+    expect(() => new PromptPoolTokens({ pullCoefficient: -1 }, 1)).toThrow(/pullCoefficient must be a finite number >= 0, got -1/);
+  });
+});
