@@ -1,0 +1,85 @@
+/**
+ * @userpref/backbone-idefics2: the paper's backbone, IDEFICS2 (SigLIP vision tower -> SwiGLU
+ * projection + perceiver resampler -> Mistral), loaded from a Hugging Face checkpoint directory
+ * (e.g. a local download of HuggingFaceM4/idefics2-8b, or a random one written by writeIdefics2Checkpoint / tools/src/checkpoint/cli.ts),
+ * with PEFT-compatible LoRA, as the 'idefics2' Backbone contribution.
+ */
+import { ContainerModule, inject, injectable, named } from 'inversify';
+import { Backbone, Logger, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
+import { DEFAULT_BACKBONE_OPTIONS, Idefics2Backbone, type Idefics2BackboneOptions } from './backbone';
+
+export { Idefics2Backbone, DEFAULT_BACKBONE_OPTIONS } from './backbone';
+export type { Idefics2BackboneOptions } from './backbone';
+export { Idefics2Model } from './model/idefics2';
+export type { ForwardInputs, EmbeddedBatch } from './model/idefics2';
+export { parseIdefics2Config, Idefics2ConfigError } from './model/config';
+export type { Idefics2Config, VisionConfig, PerceiverConfig, TextConfig, Activation } from './model/config';
+export { Idefics2WeightsError, TENSOR_NAME_ALIASES } from './model/weights';
+export type { LoadReport, LoadWeightsOptions } from './model/weights';
+export type { TextForwardOptions, TextForwardResult } from './model/text';
+export type { VisionOutput } from './model/vision';
+export { Linear, EVAL } from './model/linear';
+export type { RunContext as ForwardContext } from './model/linear';
+export { LoraAdapter, LoraAdapterError, parseAdapterConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './lora/adapter';
+export { LoraModule, PAPER_LORA, PAPER_TARGET_MODULES, targetMatcher, loraScale } from './lora/lora';
+export type { LoraSettings, LoraInit } from './lora/lora';
+export { Idefics2Processor } from './processor';
+export { writeIdefics2Checkpoint, countParameters, presetConfig, PRESETS, buildTokenizer, IDEFICS2_CHAT_TEMPLATE } from './checkpoint';
+export type { PresetName, WeightDtype, Idefics2Sizes, WriteCheckpointOptions, WrittenCheckpoint } from './checkpoint';
+
+const d = DEFAULT_BACKBONE_OPTIONS;
+
+export const contributions: Contribution[] = [
+  {
+    kind: 'backbone',
+    name: 'idefics2',
+    description:
+      'IDEFICS2 (SigLIP + perceiver resampler + Mistral, Idefics2ForConditionalGeneration) in tfjs, float32, from a Hugging Face checkpoint directory, with PEFT LoRA (SPEC §3). Vision-tower outputs are cached per image; right padding; prefix tokens before BOS.',
+    optionsSchema: {
+      type: 'object',
+      properties: {
+        path: { type: 'string', description: 'Checkpoint directory (config.json, model.safetensors or shards, tokenizer and processor files), relative to the config file.' },
+        lora: {
+          type: 'object',
+          description: 'LoRA of the paper (PEFT semantics: scale alpha/r, dropout on the input in training only, B = 0 at init).',
+          properties: {
+            r: { type: 'integer', minimum: 1, default: d.lora.r, description: 'Rank.' },
+            alpha: { type: 'number', exclusiveMinimum: 0, default: d.lora.alpha, description: 'lora_alpha; scale = alpha / r.' },
+            dropout: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: d.lora.dropout, description: 'lora_dropout (training only).' },
+            targetModules: { type: 'string', default: d.lora.targetModules, description: 'Regex that must match a whole Hugging Face module name (re.fullmatch, as PEFT).' },
+            init: { enum: ['gaussian', 'zeros'], default: d.lora.init, description: "'gaussian': A ~ N(0, std 1/r), B = 0 (PEFT init_lora_weights='gaussian')." },
+          },
+          default: {},
+          additionalProperties: false,
+        },
+        adapterPath: { type: ['string', 'null'], default: null, description: 'PEFT adapter directory to load at init (e.g. the stage-1 LoRA for stage 2).' },
+        mergeAdapter: { type: 'boolean', default: false, description: 'Fold the adapter into the weights after loading (inference only: no trainable LoRA remains).' },
+        usePrompt: { type: 'boolean', default: d.usePrompt, description: "Put \"The prompt is '...'\" in the user turns (the original's --use_prompt, parsed as a real boolean)." },
+        maxPromptLen: { type: ['integer', 'null'], minimum: 0, default: d.maxPromptLen, description: 'Cut prompts to this many characters (code points, as the original); null keeps them whole.' },
+        dtype: { enum: ['float32'], default: d.dtype, description: 'Compute dtype (weights in bf16/f16/f32 files are converted on load).' },
+        imageCacheSize: { type: 'integer', minimum: 1, default: d.imageCacheSize, description: 'Vision-tower outputs kept in memory (LRU, one per unique image).' },
+      },
+      required: ['path'],
+      additionalProperties: false,
+    },
+  },
+];
+
+@injectable()
+class Idefics2BackboneFromOptions extends Idefics2Backbone {
+  constructor(
+    @inject(PluginOptions) @named(optionsName('backbone', 'idefics2')) options: Idefics2BackboneOptions,
+    @inject(RunContext) run: RunContext,
+    @inject(Logger) logger: Logger,
+  ) {
+    super(options, run, logger);
+  }
+}
+
+export const userprefPlugin: UserprefPlugin = {
+  packageName: '@userpref/backbone-idefics2',
+  contributions,
+  containerModule: new ContainerModule(({ bind }) => {
+    bind<Backbone>(Backbone).to(Idefics2BackboneFromOptions).whenNamed('idefics2');
+  }),
+};

@@ -1,0 +1,169 @@
+/**
+ * The IDEFICS2 vision tower (SigLIP encoder adapted to variable resolution, NaViT-style) and the
+ * connector (SwiGLU modality projection + perceiver resampler). Kept apart from the text model:
+ * the tower is frozen, so its output per image can be computed once and cached; the connector
+ * carries LoRA and runs every step.
+ *
+ * Variable resolution (modeling_idefics2.py, Idefics2VisionEmbeddings): a patch is real when all
+ * its pixels are real; each image's real patch grid (rows h, columns w) is spread over the full
+ * position grid by bucketing the fractional coordinates i/h into numPatchesPerSide buckets. The
+ * float32 arithmetic of torch (step 1/h in float32, boundaries from arange in double rounded to
+ * float32, clamp at 1 - 1e-6, bucketize right=True) is reproduced exactly so the ids match.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Idefics2Config } from './config';
+import type { RunContext } from './linear';
+import { activate, attention, keyPaddingMask, layerNorm, rmsNorm } from './ops';
+import type { Idefics2Params } from './weights';
+
+/** Output of the vision tower for n images padded to a common patch count. */
+export interface VisionOutput {
+  /** [n, patches, vision hidden] after post_layernorm. */
+  readonly hidden: tf.Tensor3D;
+  /** [n * patches], 1 = real patch. */
+  readonly patchValid: Uint8Array;
+}
+
+/** Bucket index of grid coordinate i of `count` real patches in a `perSide` grid (torch semantics). */
+export function bucketPosition(i: number, count: number, perSide: number): number {
+  const f = Math.fround;
+  const step = f(1 / count);
+  let coord = f(i * step);
+  const maxCoord = f(1 - 1e-6);
+  if (coord > maxCoord) coord = maxCoord;
+  // boundaries = torch.arange(1/N, 1.0, 1/N): value k is (1/N) + k*(1/N) computed in double,
+  // stored as float32; bucketize(right=True) counts boundaries <= coord.
+  const start = 1 / perSide;
+  const len = Math.ceil((1.0 - start) / start);
+  let bucket = 0;
+  for (let k = 0; k < len; k++) {
+    if (f(start + k * start) <= coord) bucket = k + 1;
+    else break;
+  }
+  return bucket;
+}
+
+/**
+ * Patch validity and position ids of n images from the pixel mask [n, H, W] (1 = real pixel; null
+ * = all real), for a grid of nh x nw patches.
+ */
+export function patchLayout(pixelMask: ArrayLike<number> | null, n: number, H: number, W: number, patch: number, perSide: number): { valid: Uint8Array; positionIds: Int32Array } {
+  const nh = Math.floor(H / patch);
+  const nw = Math.floor(W / patch);
+  const P = nh * nw;
+  const valid = new Uint8Array(n * P);
+  const positionIds = new Int32Array(n * P);
+  for (let img = 0; img < n; img++) {
+    for (let r = 0; r < nh; r++) {
+      for (let c = 0; c < nw; c++) {
+        let ok = 1;
+        if (pixelMask) {
+          const base = img * H * W;
+          for (let y = r * patch; y < (r + 1) * patch && ok; y++) {
+            for (let x = c * patch; x < (c + 1) * patch; x++) {
+              if (!pixelMask[base + y * W + x]) {
+                ok = 0;
+                break;
+              }
+            }
+          }
+        }
+        valid[img * P + r * nw + c] = ok;
+      }
+    }
+    // transformers: rows = real patches in the first column, columns = real patches in the first row.
+    let rows = 0;
+    for (let r = 0; r < nh; r++) rows += valid[img * P + r * nw];
+    let cols = 0;
+    for (let c = 0; c < nw; c++) cols += valid[img * P + c];
+    if (rows === 0 || cols === 0) throw new Error(`image ${img}: no complete ${patch}x${patch} patch of real pixels (image smaller than one patch?)`);
+    const bh = new Int32Array(nh);
+    const bw = new Int32Array(nw);
+    for (let r = 0; r < nh; r++) bh[r] = bucketPosition(r, rows, perSide);
+    for (let c = 0; c < nw; c++) bw[c] = bucketPosition(c, cols, perSide);
+    for (let r = 0; r < nh; r++) {
+      for (let c = 0; c < nw; c++) {
+        const i = img * P + r * nw + c;
+        positionIds[i] = valid[i] ? bh[r] * perSide + bw[c] : 0;
+      }
+    }
+  }
+  return { valid, positionIds };
+}
+
+/**
+ * Vision tower: pixelValues [n, C, H, W] (normalised, padded bottom/right), pixelMask [n, H, W]
+ * (1 = real pixel) or null. Conv2d(stride = kernel = patch) is a matMul over unfolded patches.
+ */
+export function visionTower(params: Idefics2Params, config: Idefics2Config, pixelValues: tf.Tensor4D, pixelMask: ArrayLike<number> | null, ctx: RunContext): VisionOutput {
+  const v = config.vision;
+  const [n, C, H, W] = pixelValues.shape;
+  if (C !== v.numChannels) throw new Error(`pixelValues have ${C} channels; vision_config.num_channels is ${v.numChannels}`);
+  const p = v.patchSize;
+  const nh = Math.floor(H / p);
+  const nw = Math.floor(W / p);
+  if (nh === 0 || nw === 0) throw new Error(`images of ${H}x${W} pixels are smaller than one ${p}x${p} patch`);
+  const P = nh * nw;
+  const { valid, positionIds } = patchLayout(pixelMask, n, H, W, p, v.numPatchesPerSide);
+  const hidden = tf.tidy(() => {
+    const px = H === nh * p && W === nw * p ? pixelValues : tf.slice(pixelValues, [0, 0, 0, 0], [n, C, nh * p, nw * p]);
+    const patches = tf.reshape(tf.transpose(tf.reshape(px, [n, C, nh, p, nw, p]), [0, 2, 4, 1, 3, 5]), [n * P, C * p * p]);
+    const pos = tf.gather(params.vision.posEmb, tf.tensor1d(positionIds, 'int32'));
+    let h = tf.add(tf.add(tf.matMul(patches, params.vision.patchW), params.vision.patchB), pos) as tf.Tensor2D;
+    const mask = keyPaddingMask(valid, n, P);
+    const masks = mask ? [mask] : [];
+    const shape = { batch: n, queryLen: P, keyLen: P, heads: v.numHeads, kvHeads: v.numHeads, headDim: v.headDim };
+    for (const layer of params.vision.layers) {
+      const a = layerNorm(h, layer.ln1.w, layer.ln1.b!, v.layerNormEps) as tf.Tensor2D;
+      const [q, k, vv] = layer.qkv.apply(a, ctx);
+      const att = attention(q, k, vv, shape, masks, false);
+      h = tf.add(h, layer.out.apply1(att.out, ctx));
+      const m = layerNorm(h, layer.ln2.w, layer.ln2.b!, v.layerNormEps) as tf.Tensor2D;
+      h = tf.add(h, layer.fc2.apply1(activate(layer.fc1.apply1(m, ctx), v.hiddenAct) as tf.Tensor2D, ctx));
+    }
+    h = layerNorm(h, params.vision.post.w, params.vision.post.b!, v.layerNormEps) as tf.Tensor2D;
+    return tf.reshape(h, [n, P, v.hiddenSize]) as tf.Tensor3D;
+  });
+  return { hidden, patchValid: valid };
+}
+
+/**
+ * Connector: modality projection (SwiGLU, text_config.hidden_act) then the perceiver resampler.
+ * context [n, P, vision hidden] with patchValid [n*P] -> [n, latents, text hidden].
+ */
+export function connector(params: Idefics2Params, config: Idefics2Config, context: tf.Tensor3D, patchValid: ArrayLike<number> | null, ctx: RunContext): tf.Tensor3D {
+  const c = params.connector;
+  const pc = config.perceiver;
+  const [n, P, dv] = context.shape;
+  const L = pc.numLatents;
+  const d = pc.hiddenSize;
+  return tf.tidy(() => {
+    const [gate, up] = c.projGateUp.apply(tf.reshape(context, [n * P, dv]), ctx);
+    const projected = tf.reshape(c.projDown.apply1(tf.mul(activate(gate, config.text.hiddenAct), up) as tf.Tensor2D, ctx), [n, P, d]);
+    let valid: Uint8Array | null = null;
+    if (patchValid) {
+      valid = new Uint8Array(n * (P + L));
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < P; j++) valid[i * (P + L) + j] = patchValid[i * P + j] ? 1 : 0;
+        valid.fill(1, i * (P + L) + P, (i + 1) * (P + L));
+      }
+    }
+    const mask = valid ? keyPaddingMask(valid, n, P + L) : null;
+    const masks = mask ? [mask] : [];
+    const shape = { batch: n, queryLen: L, keyLen: P + L, heads: pc.numHeads, kvHeads: pc.numKvHeads, headDim: pc.headDim };
+    let latents = tf.reshape(tf.tile(tf.expandDims(c.latents, 0), [n, 1, 1]), [n * L, d]) as tf.Tensor2D;
+    for (const layer of c.layers) {
+      const latN = rmsNorm(latents, layer.latentsNorm.w, pc.rmsNormEps) as tf.Tensor2D;
+      const ctxN = rmsNorm(projected, layer.contextNorm.w, pc.rmsNormEps);
+      const q = layer.q.apply1(latN, ctx);
+      const kvIn = tf.reshape(tf.concat([ctxN, tf.reshape(latN, [n, L, d])], 1), [n * (P + L), d]) as tf.Tensor2D;
+      const [k, v] = layer.kv.apply(kvIn, ctx);
+      const att = attention(q, k, v, shape, masks, false);
+      latents = tf.add(latents, layer.o.apply1(att.out, ctx));
+      const m = rmsNorm(latents, layer.postNorm.w, pc.rmsNormEps) as tf.Tensor2D;
+      const [g, u] = layer.gateUp.apply(m, ctx);
+      latents = tf.add(latents, layer.down.apply1(tf.mul(activate(g, pc.hiddenAct), u) as tf.Tensor2D, ctx));
+    }
+    return tf.reshape(rmsNorm(latents, c.norm.w, pc.rmsNormEps), [n, L, d]) as tf.Tensor3D;
+  });
+}

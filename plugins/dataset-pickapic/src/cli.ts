@@ -1,0 +1,147 @@
+/**
+ * Command line of the dataset package:
+ *
+ *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts import --from <parquet files | dir | pkl> --out <dir>
+ *        [--split-protocol by-comparison|by-user] [--seed 42] [--validation-fraction 0.1]
+ *        [--test-fraction 0.1] [--keep-ties] [--split train|validation|test] [--batch-rows 256]
+ *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --out <dir> [--preset tiny|default] [--seed 42]
+ *        [--import <processed dir>]
+ */
+import { createLogger, type SplitName } from '@userpref/core';
+import { importDataset } from './import';
+import { SPLIT_PROTOCOLS, type SplitProtocol } from './splits';
+import { PRESETS, generateSynthpick, type SynthpickPreset } from './synthpick';
+
+const USAGE = `usage:
+  cli.ts import --from <file|dir> [--from ...] --out <dir> [--split-protocol by-comparison|by-user] [--seed 42]
+                [--validation-fraction 0.1] [--test-fraction 0.1] [--keep-ties] [--split train|validation|test]
+                [--batch-rows 256] [--concurrency 4]
+  cli.ts synth --out <dir> [--preset ${Object.keys(PRESETS).join('|')}] [--seed 42] [--import <processed dir>]`;
+
+class UsageError extends Error {}
+
+function parse(argv: string[]): { command: string; flags: Map<string, string[]> } {
+  const [command, ...rest] = argv;
+  const flags = new Map<string, string[]>();
+  const booleans = new Set(['keep-ties', 'help']);
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    if (!a.startsWith('--')) {
+      // Extra values after --from belong to it (a shell glob expands to many files).
+      const last = [...flags.keys()].pop();
+      if (last === 'from') flags.get('from')!.push(a);
+      else throw new UsageError(`unexpected argument '${a}'`);
+      continue;
+    }
+    const [key, inline] = a.slice(2).split(/=(.*)/s);
+    if (booleans.has(key)) {
+      flags.set(key, ['true']);
+      continue;
+    }
+    const value = inline ?? rest[++i];
+    if (value === undefined) throw new UsageError(`--${key} needs a value`);
+    flags.set(key, [...(flags.get(key) ?? []), value]);
+  }
+  return { command: command ?? '', flags };
+}
+
+function one(flags: Map<string, string[]>, key: string): string | undefined {
+  return flags.get(key)?.at(-1);
+}
+
+function num(flags: Map<string, string[]>, key: string): number | undefined {
+  const v = one(flags, key);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${key} must be a number, got '${v}'`);
+  return n;
+}
+
+const KNOWN: Record<string, string[]> = {
+  import: ['from', 'out', 'split-protocol', 'seed', 'validation-fraction', 'test-fraction', 'keep-ties', 'split', 'batch-rows', 'concurrency'],
+  synth: ['out', 'preset', 'seed', 'import'],
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const log = createLogger();
+  let parsed;
+  try {
+    parsed = parse(argv);
+    if (!KNOWN[parsed.command]) throw new UsageError(parsed.command ? `unknown command '${parsed.command}'` : 'no command');
+    for (const k of parsed.flags.keys()) if (!KNOWN[parsed.command].includes(k)) throw new UsageError(`unknown option --${k} for '${parsed.command}'`);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const { command, flags } = parsed;
+  const out = one(flags, 'out');
+  if (!out) {
+    process.stderr.write(`--out is required\n${USAGE}\n`);
+    return 2;
+  }
+  const seed = num(flags, 'seed') ?? 42;
+  if (command === 'import') {
+    const from = flags.get('from') ?? [];
+    if (!from.length) {
+      process.stderr.write(`--from is required\n${USAGE}\n`);
+      return 2;
+    }
+    const protocol = (one(flags, 'split-protocol') ?? 'by-comparison') as SplitProtocol;
+    if (!SPLIT_PROTOCOLS.includes(protocol)) {
+      process.stderr.write(`--split-protocol must be one of ${SPLIT_PROTOCOLS.join(', ')}, got '${protocol}'\n`);
+      return 2;
+    }
+    const split = one(flags, 'split') as SplitName | undefined;
+    if (split && !['train', 'validation', 'test'].includes(split)) {
+      process.stderr.write(`--split must be train, validation or test, got '${split}'\n`);
+      return 2;
+    }
+    const r = await importDataset({
+      from,
+      out,
+      splitProtocol: protocol,
+      seed,
+      validationFraction: num(flags, 'validation-fraction'),
+      testFraction: num(flags, 'test-fraction'),
+      keepTies: flags.has('keep-ties'),
+      split,
+      batchRows: num(flags, 'batch-rows'),
+      concurrency: num(flags, 'concurrency'),
+      logger: log,
+    });
+    const rec = r.reconciliation;
+    const parts = Object.entries(rec.skipped).map(([k, v]) => `${k} ${v}`).join(' + ');
+    process.stdout.write(`rows read ${rec.read} = kept ${rec.kept} + ${parts}\n`);
+    return 0;
+  }
+  const preset = (one(flags, 'preset') ?? 'default') as SynthpickPreset;
+  if (!(preset in PRESETS)) {
+    process.stderr.write(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got '${preset}'\n`);
+    return 2;
+  }
+  const g = await generateSynthpick({ preset, seed, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
+  log.info('synthpick: written', { files: g.files.length, rows: g.rows, images: g.images, truth: g.truthFile });
+  process.stdout.write(
+    `synthpick ${preset} seed ${seed}: ${g.summary.users} users, ${g.rows} comparisons; Bayes-optimal accuracy ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, ` +
+      `population-average predictor ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`,
+  );
+  const processed = one(flags, 'import');
+  if (processed) {
+    const r = await importDataset({ from: [out], out: processed, seed, logger: log });
+    process.stdout.write(`imported into ${processed}: rows read ${r.reconciliation.read}, kept ${r.reconciliation.kept}\n`);
+  }
+  return 0;
+}
+
+if (require.main === module || process.argv[1] === __filename) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,84 @@
+/**
+ * Reader 2: the paper's processed release (SPEC §6), pickled pandas DataFrames with one row per
+ * (user, target comparison): user_id, reference_list (liked image bytes), reference_list_bad
+ * (disliked, same length), reference_prompt_list, image0, image1, prompt, label0 (1 = image0
+ * preferred). Unpickled by @userpref/pickle, which executes nothing.
+ */
+import { promises as fsp } from 'fs';
+import { readDataFrame, type DataFrame } from '@userpref/pickle';
+import { PickapicFormatError } from './parquet-io';
+
+export const PAPER_COLUMNS = ['user_id', 'reference_list', 'reference_list_bad', 'reference_prompt_list', 'image0', 'image1', 'prompt', 'label0'] as const;
+
+export interface PaperRow {
+  readonly userId: string | null;
+  readonly prompt: string | null;
+  readonly label0: number;
+  readonly image0: Uint8Array | null;
+  readonly image1: Uint8Array | null;
+  readonly liked: Array<Uint8Array | null>;
+  readonly disliked: Array<Uint8Array | null>;
+  readonly prompts: Array<string | null>;
+}
+
+export interface PaperFrame {
+  readonly length: number;
+  readonly byteLength: number;
+  rows(start: number, end: number): PaperRow[];
+}
+
+function bytesOf(v: unknown): Uint8Array | null {
+  if (v instanceof Uint8Array) return v;
+  // PIL-free releases sometimes store {'bytes': b'...', 'path': ...} dicts (HF Image feature).
+  if (v && typeof v === 'object') {
+    const b = (v as Record<string, unknown>).bytes;
+    if (b instanceof Uint8Array) return b;
+    if (v instanceof Map && v.get('bytes') instanceof Uint8Array) return v.get('bytes') as Uint8Array;
+  }
+  return null;
+}
+
+function listOf(v: unknown): unknown[] {
+  if (Array.isArray(v)) return v;
+  if (v && typeof v === 'object' && Symbol.iterator in (v as object) && !(v instanceof Uint8Array)) return [...(v as Iterable<unknown>)];
+  return [];
+}
+
+const str = (v: unknown): string | null => (v === null || v === undefined ? null : typeof v === 'string' ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : String(v));
+const num = (v: unknown): number => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : NaN);
+
+export async function readPaperPickle(file: string): Promise<PaperFrame> {
+  const st = await fsp.stat(file);
+  if (st.size === 0) throw new PickapicFormatError(`${file}: file is empty (0 bytes), not a pickle`);
+  if (st.size >= 2 ** 31 - 1) throw new PickapicFormatError(`${file}: ${st.size} bytes; pickles must be read whole and Node reads at most 2 GiB at once: split it (the release's bench_train_w_bad_split_N files are)`);
+  const bytes = new Uint8Array(await fsp.readFile(file));
+  let frame: DataFrame;
+  try {
+    frame = readDataFrame(bytes);
+  } catch (err) {
+    throw new PickapicFormatError(`${file}: not a readable pandas DataFrame pickle: ${(err as Error).message}`);
+  }
+  const missing = PAPER_COLUMNS.filter((c) => !frame.columns.includes(c));
+  if (missing.length) throw new PickapicFormatError(`${file}: missing column(s) ${missing.map((m) => `'${m}'`).join(', ')} of the paper's release (columns found: ${frame.columns.join(', ')})`);
+  const col = Object.fromEntries(PAPER_COLUMNS.map((c) => [c, frame.column(c)])) as Record<(typeof PAPER_COLUMNS)[number], unknown[]>;
+  return {
+    length: frame.length,
+    byteLength: st.size,
+    rows(start, end) {
+      const out: PaperRow[] = [];
+      for (let i = start; i < end; i++) {
+        out.push({
+          userId: str(col.user_id[i]),
+          prompt: str(col.prompt[i]),
+          label0: num(col.label0[i]),
+          image0: bytesOf(col.image0[i]),
+          image1: bytesOf(col.image1[i]),
+          liked: listOf(col.reference_list[i]).map(bytesOf),
+          disliked: listOf(col.reference_list_bad[i]).map(bytesOf),
+          prompts: listOf(col.reference_prompt_list[i]).map(str),
+        });
+      }
+      return out;
+    },
+  };
+}

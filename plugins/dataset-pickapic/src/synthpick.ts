@@ -1,0 +1,475 @@
+/**
+ * synthpick: a synthetic Pick-a-Pic with known answers, small enough for a CPU demo.
+ *
+ * Images are drawn procedurally from six visual attributes (shape, colour, texture, layout,
+ * background, and a style that plays the part of the generating model). A prompt names some of
+ * them; both images of a comparison share those and differ in the rest. Each user has a hidden
+ * taste vector over the attributes = a small population-wide preference + their taste cluster's
+ * centre + a personal deviation (cluster centres are centred, so the population average is
+ * nearly flat and most of the signal is personal, as in Pick-a-Pic). Choices follow a
+ * Bradley-Terry model with a lapse rate: p0 = lapse/2 + (1 - lapse) * sigmoid(beta * (u0 - u1)).
+ * Like Pick-a-Pic, a prompt is played in rounds where the winner stays against a new image.
+ *
+ * The output is Pick-a-Pic v2 parquet (same columns, read by reader 1) plus a sidecar
+ * synthpick-truth.json with every comparison's p0 and every user's cluster, so the
+ * Bayes-optimal accuracy of any split is known exactly.
+ */
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import { Rng, type RgbImage } from '@userpref/core';
+import { encodeRgb, mapLimit } from './images';
+import { ParquetFileWriter, type ColumnSpec } from './parquet-io';
+
+export const TRUTH_FILE = 'synthpick-truth.json';
+
+// Module-local aliases: inside a vm context (jest) every global lookup such as `Math` is slow,
+// and the pixel loop below does millions of them.
+const { abs, floor, max, round } = Math;
+
+export const ATTRIBUTES = {
+  shape: ['circle', 'square', 'triangle', 'diamond'],
+  colour: ['red', 'orange', 'yellow', 'green', 'blue', 'purple'],
+  texture: ['plain', 'striped', 'dotted', 'checkered'],
+  layout: ['single', 'pair', 'grid', 'scattered'],
+  background: ['light', 'dark', 'warm'],
+  style: ['flat', 'outlined', 'shaded'],
+} as const;
+type Group = keyof typeof ATTRIBUTES;
+const GROUPS = Object.keys(ATTRIBUTES) as Group[];
+/** Groups a prompt may name (style is the "model", never in the prompt). */
+const PROMPT_GROUPS: Group[] = ['shape', 'colour', 'texture', 'layout', 'background'];
+const OFFSETS: Record<Group, number> = {} as Record<Group, number>;
+let FEATURES = 0;
+for (const g of GROUPS) {
+  OFFSETS[g] = FEATURES;
+  FEATURES += ATTRIBUTES[g].length;
+}
+export const MODELS = ['synth-flat', 'synth-outline', 'synth-shade'] as const;
+
+export interface SynthpickParams {
+  users: number;
+  comparisonsPerUser: number;
+  clusters: number;
+  /** Side of the drawn square images, in pixels. */
+  imageSize: number;
+  /** Scales of the population, cluster and personal parts of a taste vector. */
+  globalScale: number;
+  clusterScale: number;
+  personalScale: number;
+  /** Bradley-Terry inverse temperature and lapse rate (random choice). */
+  beta: number;
+  lapse: number;
+  /** Shares of rows published as ties, unlabelled, or with identical images. */
+  tieRate: number;
+  unlabeledRate: number;
+  identicalRate: number;
+  /** Parquet files to spread the rows over, rows per row group. */
+  shards: number;
+  rowGroupRows: number;
+}
+
+const BASE: Omit<SynthpickParams, 'users' | 'comparisonsPerUser' | 'clusters' | 'shards'> = {
+  imageSize: 64,
+  globalScale: 0.2,
+  clusterScale: 1.0,
+  personalScale: 0.45,
+  beta: 2.0,
+  lapse: 0.06,
+  tieRate: 0.03,
+  unlabeledRate: 0.02,
+  identicalRate: 0.02,
+  rowGroupRows: 128,
+};
+
+export const PRESETS = {
+  /** Unit tests: a second or two. */
+  tiny: { ...BASE, users: 12, comparisonsPerUser: 12, clusters: 3, shards: 1 },
+  /** The embedded CPU demo. */
+  default: { ...BASE, users: 80, comparisonsPerUser: 24, clusters: 4, shards: 2 },
+} satisfies Record<string, SynthpickParams>;
+export type SynthpickPreset = keyof typeof PRESETS;
+
+/** One image: a value index per attribute group and a seed for its placement jitter. */
+export interface ImageSpec {
+  readonly attrs: Readonly<Record<Group, number>>;
+  readonly seed: number;
+  readonly uid: string;
+}
+
+export interface SimComparison {
+  readonly rankingId: number;
+  readonly user: number;
+  readonly prompt: string;
+  readonly image0: ImageSpec;
+  readonly image1: ImageSpec;
+  /** True P(image0 preferred) for this user. */
+  readonly p0: number;
+  /** Does the population-average taste prefer image0? */
+  readonly populationPick0: boolean;
+  /** Published label: 1, 0, or 0.5 (tie). */
+  readonly label0: number;
+  readonly hasLabel: boolean;
+  readonly areDifferent: boolean;
+  readonly numExamplePerPrompt: number;
+}
+
+export interface SynthpickSummary {
+  users: number;
+  comparisons: number;
+  /** Comparisons the summary is over: labelled, different, not tied. */
+  scored: number;
+  /** Expected accuracy of the best possible predictor, mean of max(p0, 1 - p0). */
+  bayesOptimalAccuracy: number;
+  /** Expected accuracy of predicting with the population-average taste (no personalisation). */
+  populationAccuracy: number;
+  [k: string]: number;
+}
+
+export interface SynthpickSimulation {
+  readonly params: SynthpickParams;
+  readonly seed: number;
+  readonly users: ReadonlyArray<{ userId: number; cluster: number; taste: Float64Array }>;
+  readonly comparisons: readonly SimComparison[];
+  readonly summary: SynthpickSummary;
+}
+
+export interface SynthpickTruth {
+  kind: 'synthpick';
+  preset: string;
+  seed: number;
+  params: SynthpickParams;
+  attributes: typeof ATTRIBUTES;
+  summary: SynthpickSummary;
+  users: Array<{ user_id: string; cluster: number }>;
+  comparisons: Array<{ ranking_id: string; user_id: string; p0: number; population_pick0: boolean }>;
+}
+
+const features = (s: ImageSpec): number[] => GROUPS.map((g) => OFFSETS[g] + s.attrs[g]);
+const utility = (taste: Float64Array, s: ImageSpec): number => features(s).reduce((a, f) => a + taste[f], 0);
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+/** A random vector over the features, centred within each attribute group (only differences matter). */
+function groupCentred(rng: Rng, scale: number): Float64Array {
+  const v = new Float64Array(FEATURES);
+  for (const g of GROUPS) {
+    const n = ATTRIBUTES[g].length;
+    let mean = 0;
+    for (let k = 0; k < n; k++) mean += v[OFFSETS[g] + k] = rng.normal() * scale;
+    for (let k = 0; k < n; k++) v[OFFSETS[g] + k] -= mean / n;
+  }
+  return v;
+}
+
+function describe(fixed: Partial<Record<Group, number>>): string {
+  const layoutWords = ['one big', 'two', 'four', 'scattered'];
+  const plural = fixed.layout !== undefined && fixed.layout !== 0;
+  const words: string[] = [];
+  if (fixed.layout !== undefined) words.push(layoutWords[fixed.layout]);
+  else words.push('some');
+  if (fixed.texture !== undefined) words.push(ATTRIBUTES.texture[fixed.texture]);
+  if (fixed.colour !== undefined) words.push(ATTRIBUTES.colour[fixed.colour]);
+  const noun = fixed.shape !== undefined ? ATTRIBUTES.shape[fixed.shape] : 'shape';
+  words.push(plural || fixed.layout === undefined ? `${noun}s` : noun);
+  if (fixed.background !== undefined) words.push(`on a ${ATTRIBUTES.background[fixed.background]} background`);
+  return words.join(' ');
+}
+
+/** Draws the users, comparisons and choices (no pixels): fast, so calibration can be tested. */
+export function simulateSynthpick(params: SynthpickParams, seed: number): SynthpickSimulation {
+  const taste = Rng.stream(seed, 'synthpick/taste');
+  const global = groupCentred(taste, params.globalScale);
+  const centres = Array.from({ length: params.clusters }, () => groupCentred(taste, params.clusterScale));
+  // Centre the cluster centres: the crowd's average taste is then just the small global part.
+  for (let f = 0; f < FEATURES; f++) {
+    const m = centres.reduce((a, c) => a + c[f], 0) / centres.length;
+    for (const c of centres) c[f] -= m;
+  }
+  const users = Array.from({ length: params.users }, (_, i) => {
+    const cluster = i % params.clusters;
+    const personal = groupCentred(taste, params.personalScale);
+    const t = new Float64Array(FEATURES);
+    for (let f = 0; f < FEATURES; f++) t[f] = global[f] + centres[cluster][f] + personal[f];
+    return { userId: 100_000 + 37 * i, cluster, taste: t };
+  });
+  const mean = new Float64Array(FEATURES);
+  for (const u of users) for (let f = 0; f < FEATURES; f++) mean[f] += u.taste[f] / users.length;
+
+  const rng = Rng.stream(seed, 'synthpick/comparisons');
+  const comparisons: SimComparison[] = [];
+  let imageCounter = 0;
+  const newImage = (fixed: Partial<Record<Group, number>>): ImageSpec => {
+    const attrs = {} as Record<Group, number>;
+    for (const g of GROUPS) attrs[g] = fixed[g] ?? rng.int(ATTRIBUTES[g].length);
+    return { attrs, seed: rng.seed(), uid: `syn-${seed}-${imageCounter++}` };
+  };
+  users.forEach((user, ui) => {
+    let left = params.comparisonsPerUser;
+    while (left > 0) {
+      const fixed: Partial<Record<Group, number>> = {};
+      const named = rng.shuffle([...PROMPT_GROUPS]).slice(0, 1 + rng.int(3));
+      for (const g of named) fixed[g] = rng.int(ATTRIBUTES[g].length);
+      const prompt = describe(fixed);
+      const u = rng.uniform();
+      const rounds = Math.min(left, u < 0.5 ? 1 : u < 0.8 ? 2 : 3);
+      let champion = newImage(fixed);
+      for (let r = 0; r < rounds; r++) {
+        const identical = rng.bernoulli(params.identicalRate);
+        const challenger = identical ? champion : newImage(fixed);
+        const [image0, image1] = rng.bernoulli(0.5) ? [champion, challenger] : [challenger, champion];
+        const d = utility(user.taste, image0) - utility(user.taste, image1);
+        const p0 = params.lapse / 2 + (1 - params.lapse) * sigmoid(params.beta * d);
+        const populationPick0 = utility(mean, image0) - utility(mean, image1) > 0;
+        const hasLabel = !rng.bernoulli(params.unlabeledRate);
+        const tie = rng.bernoulli(params.tieRate);
+        const pick0 = rng.bernoulli(p0);
+        const label0 = tie ? 0.5 : pick0 ? 1 : 0;
+        comparisons.push({ rankingId: comparisons.length + 1, user: ui, prompt, image0, image1, p0, populationPick0, label0, hasLabel, areDifferent: !identical, numExamplePerPrompt: rounds });
+        if (label0 !== 0.5) champion = pick0 ? image0 : image1;
+      }
+      left -= rounds;
+    }
+  });
+  const scored = comparisons.filter((c) => c.hasLabel && c.areDifferent && c.label0 !== 0.5);
+  const bayes = scored.reduce((a, c) => a + Math.max(c.p0, 1 - c.p0), 0) / Math.max(1, scored.length);
+  const population = scored.reduce((a, c) => a + (c.populationPick0 ? c.p0 : 1 - c.p0), 0) / Math.max(1, scored.length);
+  return {
+    params,
+    seed,
+    users,
+    comparisons,
+    summary: { users: users.length, comparisons: comparisons.length, scored: scored.length, bayesOptimalAccuracy: bayes, populationAccuracy: population },
+  };
+}
+
+const COLOURS: Record<string, [number, number, number]> = {
+  red: [220, 40, 40],
+  orange: [240, 140, 30],
+  yellow: [235, 210, 40],
+  green: [50, 170, 70],
+  blue: [50, 90, 220],
+  purple: [140, 60, 190],
+};
+const BACKGROUNDS: Record<string, [number, number, number]> = { light: [235, 235, 228], dark: [35, 35, 45], warm: [245, 215, 170] };
+
+function insideShape(shape: string, x: number, y: number): boolean {
+  switch (shape) {
+    case 'circle':
+      return x * x + y * y <= 1;
+    case 'square':
+      return max(abs(x), abs(y)) <= 0.85;
+    case 'triangle':
+      return y <= 0.8 && y >= -0.9 && abs(x) <= (0.9 * (y + 0.9)) / 1.7;
+    default:
+      return abs(x) + abs(y) <= 1;
+  }
+}
+
+/** Draws an image from its attributes; deterministic from the spec. */
+export function renderImage(spec: ImageSpec, size: number): RgbImage {
+  const rng = Rng.fromSeed(spec.seed);
+  const a = spec.attrs;
+  const shape = ATTRIBUTES.shape[a.shape];
+  const texture = ATTRIBUTES.texture[a.texture];
+  const style = ATTRIBUTES.style[a.style];
+  const jitter = () => (rng.uniform() - 0.5) * 0.08;
+  const base = COLOURS[ATTRIBUTES.colour[a.colour]].map((c) => max(0, Math.min(255, c + (rng.uniform() - 0.5) * 20)));
+  const bg = BACKGROUNDS[ATTRIBUTES.background[a.background]];
+  const layouts: Array<Array<[number, number, number]>> = [
+    [[0.5, 0.5, 0.32]],
+    [[0.28, 0.5, 0.19], [0.72, 0.5, 0.19]],
+    [[0.28, 0.28, 0.15], [0.72, 0.28, 0.15], [0.28, 0.72, 0.15], [0.72, 0.72, 0.15]],
+    Array.from({ length: 3 }, () => [0.2 + rng.uniform() * 0.6, 0.2 + rng.uniform() * 0.6, 0.14] as [number, number, number]),
+  ];
+  const objects = layouts[a.layout].map(([cx, cy, r]): [number, number, number] => [(cx + jitter()) * size, (cy + jitter()) * size, r * size]);
+  const s = size / 64;
+  const data = new Uint8Array(size * size * 3);
+  const clamp = (v: number) => (v < 0 ? 0 : v > 255 ? 255 : round(v));
+  // Scalar arithmetic only in this loop: it runs size^2 times per image.
+  for (let py = 0; py < size; py++) {
+    const shade = 1 - 0.08 * (py / size);
+    for (let px = 0; px < size; px++) {
+      let r = bg[0] * shade;
+      let g = bg[1] * shade;
+      let b = bg[2] * shade;
+      for (let q = 0; q < objects.length; q++) {
+        const [cx, cy, radius] = objects[q];
+        const dx = (px + 0.5 - cx) / radius;
+        const dy = (py + 0.5 - cy) / radius;
+        if (!insideShape(shape, dx, dy)) continue;
+        let m = 1;
+        let add = 0;
+        const tx = px / s;
+        const ty = py / s;
+        if (texture === 'striped' && floor((tx + ty) / 4) % 2 === 0) m = 0.55;
+        else if (texture === 'checkered' && (floor(tx / 4) + floor(ty / 4)) % 2 === 0) m = 0.55;
+        else if (texture === 'dotted' && ((tx % 6) - 3) ** 2 + ((ty % 6) - 3) ** 2 < 2.6) (m = 0.3), (add = 180);
+        if (style === 'shaded') {
+          const k = 1.25 - 0.55 * ((dy + 1) / 2);
+          m *= k;
+          add *= k;
+        }
+        r = base[0] * m + add;
+        g = base[1] * m + add;
+        b = base[2] * m + add;
+        if (style === 'outlined') {
+          const k = radius / max(1, radius - 2 * s);
+          if (!insideShape(shape, dx * k, dy * k)) r = g = b = 15;
+        }
+      }
+      const o = (py * size + px) * 3;
+      data[o] = clamp(r);
+      data[o + 1] = clamp(g);
+      data[o + 2] = clamp(b);
+    }
+  }
+  return { width: size, height: size, data };
+}
+
+/** The published Pick-a-Pic v2 columns, as pyarrow wrote them (created_at in ms here). */
+export const PICKAPIC_WRITE_COLUMNS: ColumnSpec[] = [
+  { name: 'are_different', type: 'BOOLEAN' },
+  { name: 'best_image_uid', type: 'STRING' },
+  { name: 'caption', type: 'STRING' },
+  { name: 'created_at', type: 'TIMESTAMP' },
+  { name: 'has_label', type: 'BOOLEAN' },
+  { name: 'image_0_uid', type: 'STRING' },
+  { name: 'image_0_url', type: 'STRING' },
+  { name: 'image_1_uid', type: 'STRING' },
+  { name: 'image_1_url', type: 'STRING' },
+  { name: 'jpg_0', type: 'BYTE_ARRAY', statistics: false },
+  { name: 'jpg_1', type: 'BYTE_ARRAY', statistics: false },
+  { name: 'label_0', type: 'DOUBLE' },
+  { name: 'label_1', type: 'DOUBLE' },
+  { name: 'model_0', type: 'STRING' },
+  { name: 'model_1', type: 'STRING' },
+  { name: 'ranking_id', type: 'INT64' },
+  { name: 'user_id', type: 'INT64' },
+  { name: 'num_example_per_prompt', type: 'INT64' },
+  { name: '__index_level_0__', type: 'INT64' },
+];
+
+/** A row of the published schema, ready for ParquetFileWriter. */
+export interface PickapicWriteRow {
+  are_different: boolean;
+  best_image_uid: string;
+  caption: string;
+  created_at: Date;
+  has_label: boolean;
+  image_0_uid: string;
+  image_0_url: string;
+  image_1_uid: string;
+  image_1_url: string;
+  jpg_0: Uint8Array;
+  jpg_1: Uint8Array;
+  label_0: number;
+  label_1: number;
+  model_0: string;
+  model_1: string;
+  ranking_id: bigint;
+  user_id: bigint;
+  num_example_per_prompt: bigint;
+  __index_level_0__: bigint;
+}
+
+export function toColumns(rows: readonly PickapicWriteRow[]): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {};
+  for (const c of PICKAPIC_WRITE_COLUMNS) out[c.name] = rows.map((r) => r[c.name as keyof PickapicWriteRow]);
+  return out;
+}
+
+/** Builds the published row of a simulated comparison, given its encoded images. */
+export function pickapicRow(sim: SynthpickSimulation, c: SimComparison, jpg0: Uint8Array, jpg1: Uint8Array, index: number): PickapicWriteRow {
+  const best = c.label0 === 1 ? c.image0.uid : c.label0 === 0 ? c.image1.uid : '';
+  return {
+    are_different: c.areDifferent,
+    best_image_uid: best,
+    caption: c.prompt,
+    created_at: new Date(Date.UTC(2023, 4, 1) + c.rankingId * 61_000),
+    has_label: c.hasLabel,
+    image_0_uid: c.image0.uid,
+    image_0_url: `https://synthpick.invalid/${c.image0.uid}.png`,
+    image_1_uid: c.image1.uid,
+    image_1_url: `https://synthpick.invalid/${c.image1.uid}.png`,
+    jpg_0: jpg0,
+    jpg_1: jpg1,
+    label_0: c.label0,
+    label_1: 1 - c.label0,
+    model_0: MODELS[c.image0.attrs.style],
+    model_1: MODELS[c.image1.attrs.style],
+    ranking_id: BigInt(c.rankingId),
+    user_id: BigInt(sim.users[c.user].userId),
+    num_example_per_prompt: BigInt(c.numExamplePerPrompt),
+    __index_level_0__: BigInt(index),
+  };
+}
+
+/** Encodes an image as the style's "model" would: the shaded model writes JPEG, the others PNG. */
+export async function encodeSpec(spec: ImageSpec, size: number): Promise<Uint8Array> {
+  return encodeRgb(renderImage(spec, size), spec.attrs.style === 2 ? 'jpeg' : 'png', 92);
+}
+
+export interface GenerateOptions {
+  preset?: SynthpickPreset;
+  seed?: number;
+  outDir: string;
+  /** Overrides of the preset's parameters. */
+  params?: Partial<SynthpickParams>;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface GenerateResult {
+  readonly files: string[];
+  readonly truthFile: string;
+  readonly summary: SynthpickSummary;
+  readonly rows: number;
+  readonly images: number;
+}
+
+export function truthOf(sim: SynthpickSimulation, preset: string): SynthpickTruth {
+  return {
+    kind: 'synthpick',
+    preset,
+    seed: sim.seed,
+    params: sim.params,
+    attributes: ATTRIBUTES,
+    summary: sim.summary,
+    users: sim.users.map((u) => ({ user_id: String(u.userId), cluster: u.cluster })),
+    comparisons: sim.comparisons.map((c) => ({ ranking_id: String(c.rankingId), user_id: String(sim.users[c.user].userId), p0: c.p0, population_pick0: c.populationPick0 })),
+  };
+}
+
+/** Writes the synthetic shards (Pick-a-Pic v2 parquet) and the truth sidecar into `outDir`. */
+export async function generateSynthpick(opts: GenerateOptions): Promise<GenerateResult> {
+  const presetName = opts.preset ?? 'default';
+  const preset = PRESETS[presetName];
+  if (!preset) throw new Error(`unknown synthpick preset '${presetName}' (known: ${Object.keys(PRESETS).join(', ')})`);
+  const params: SynthpickParams = { ...preset, ...opts.params };
+  const seed = opts.seed ?? 42;
+  const sim = simulateSynthpick(params, seed);
+  await fsp.mkdir(opts.outDir, { recursive: true });
+  const encoded = new Map<string, Uint8Array>();
+  const specs = new Map<string, ImageSpec>();
+  for (const c of sim.comparisons) for (const s of [c.image0, c.image1]) specs.set(s.uid, s);
+  let done = 0;
+  await mapLimit([...specs.values()], 4, async (s) => {
+    encoded.set(s.uid, await encodeSpec(s, params.imageSize));
+    if (++done % 200 === 0) opts.onProgress?.(done, specs.size);
+  });
+  const files: string[] = [];
+  const perShard = Math.ceil(sim.comparisons.length / params.shards);
+  for (let k = 0; k < params.shards; k++) {
+    const part = sim.comparisons.slice(k * perShard, (k + 1) * perShard);
+    if (!part.length) break;
+    const file = path.join(opts.outDir, `train-${String(k).padStart(5, '0')}-of-${String(params.shards).padStart(5, '0')}.parquet`);
+    const w = new ParquetFileWriter(file, PICKAPIC_WRITE_COLUMNS, { synthpick: JSON.stringify({ preset: presetName, seed }) });
+    for (let s = 0; s < part.length; s += params.rowGroupRows) {
+      const rows = part.slice(s, s + params.rowGroupRows).map((c, i) => pickapicRow(sim, c, encoded.get(c.image0.uid)!, encoded.get(c.image1.uid)!, k * perShard + s + i));
+      w.writeRowGroup(toColumns(rows));
+    }
+    w.finish();
+    files.push(file);
+  }
+  const truthFile = path.join(opts.outDir, TRUTH_FILE);
+  await fsp.writeFile(truthFile, JSON.stringify(truthOf(sim, presetName)) + '\n');
+  return { files, truthFile, summary: sim.summary, rows: sim.comparisons.length, images: specs.size };
+}

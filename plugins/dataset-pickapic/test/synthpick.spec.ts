@@ -1,0 +1,183 @@
+/**
+ * synthpick: the default preset is calibrated like Pick-a-Pic (Bayes-optimal 80-90 %, the
+ * population-average predictor at most 60 %), each p0 is the Bradley-Terry formula of the hidden
+ * tastes (recomputed here by hand), labels follow p0, and generation is deterministic and goes
+ * through reader 1 with the truth reaching the dataset's stats.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { memoryLogger } from '@userpref/core';
+import { PickapicDataset } from '../src/dataset';
+import { importDataset } from '../src/import';
+import { openPickapicShard } from '../src/pickapic-parquet';
+import { ATTRIBUTES, PRESETS, TRUTH_FILE, generateSynthpick, renderImage, simulateSynthpick, type SynthpickTruth } from '../src/synthpick';
+import { options, tmpDir } from './helpers';
+
+const GROUPS = Object.keys(ATTRIBUTES) as Array<keyof typeof ATTRIBUTES>;
+
+describe('calibration of the default preset (utilities only, no pixels)', () => {
+  const sim = simulateSynthpick(PRESETS.default, 42);
+  const scored = sim.comparisons.filter((c) => c.hasLabel && c.areDifferent && c.label0 !== 0.5);
+
+  it('has the demo size: 80 users x 24 comparisons in 4 taste clusters', () => {
+    expect(sim.users).toHaveLength(80);
+    expect(sim.comparisons).toHaveLength(80 * 24);
+    expect(new Set(sim.users.map((u) => u.cluster)).size).toBe(4);
+  });
+
+  it('p0 is lapse/2 + (1 - lapse) sigmoid(beta (u0 - u1)) of the user taste over one-hot attributes', () => {
+    const { beta, lapse } = PRESETS.default;
+    for (const c of sim.comparisons.slice(0, 200)) {
+      const taste = sim.users[c.user].taste;
+      const u = (img: typeof c.image0) => {
+        let offset = 0;
+        let sum = 0;
+        for (const g of GROUPS) {
+          sum += taste[offset + img.attrs[g]];
+          offset += ATTRIBUTES[g].length;
+        }
+        return sum;
+      };
+      const p = lapse / 2 + (1 - lapse) / (1 + Math.exp(-beta * (u(c.image0) - u(c.image1))));
+      expect(c.p0).toBeCloseTo(p, 12);
+    }
+  });
+
+  it('Bayes-optimal accuracy is between 80 % and 90 % and the population predictor at most 60 %', () => {
+    const bayes = scored.reduce((a, c) => a + Math.max(c.p0, 1 - c.p0), 0) / scored.length;
+    // population-average taste, recomputed from the users' hidden vectors
+    const mean = new Float64Array(sim.users[0].taste.length);
+    for (const u of sim.users) u.taste.forEach((v, f) => (mean[f] += v / sim.users.length));
+    const util = (img: (typeof scored)[number]['image0']) => {
+      let offset = 0;
+      let s = 0;
+      for (const g of GROUPS) {
+        s += mean[offset + img.attrs[g]];
+        offset += ATTRIBUTES[g].length;
+      }
+      return s;
+    };
+    const population = scored.reduce((a, c) => a + (util(c.image0) > util(c.image1) ? c.p0 : 1 - c.p0), 0) / scored.length;
+    expect(bayes).toBeCloseTo(sim.summary.bayesOptimalAccuracy, 12);
+    expect(population).toBeCloseTo(sim.summary.populationAccuracy, 12);
+    expect(bayes).toBeGreaterThanOrEqual(0.8);
+    expect(bayes).toBeLessThanOrEqual(0.9);
+    expect(population).toBeLessThanOrEqual(0.6);
+    // drawn labels agree with p0: the Bayes rule scores about its expected accuracy (1798 draws, sd ~0.008)
+    const realised = scored.filter((c) => (c.p0 > 0.5) === (c.label0 === 1)).length / scored.length;
+    expect(Math.abs(realised - bayes)).toBeLessThan(0.035);
+  });
+
+  it('holds across seeds (the calibration is not one lucky draw)', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const s = simulateSynthpick(PRESETS.default, seed).summary;
+      expect(s.bayesOptimalAccuracy).toBeGreaterThanOrEqual(0.8);
+      expect(s.bayesOptimalAccuracy).toBeLessThanOrEqual(0.9);
+      expect(s.populationAccuracy).toBeLessThanOrEqual(0.6);
+    }
+  });
+
+  it('users of one cluster share taste more than users of different clusters', () => {
+    const cos = (a: Float64Array, b: Float64Array) => {
+      let ab = 0, aa = 0, bb = 0;
+      a.forEach((v, i) => ((ab += v * b[i]), (aa += v * v), (bb += b[i] * b[i])));
+      return ab / Math.sqrt(aa * bb);
+    };
+    let same = 0, ns = 0, diff = 0, nd = 0;
+    for (let i = 0; i < sim.users.length; i++) for (let j = i + 1; j < sim.users.length; j++) {
+      const c = cos(sim.users[i].taste, sim.users[j].taste);
+      if (sim.users[i].cluster === sim.users[j].cluster) (same += c), ns++;
+      else (diff += c), nd++;
+    }
+    expect(same / ns).toBeGreaterThan(0.6);
+    expect(diff / nd).toBeLessThan(0.1);
+  });
+});
+
+describe('rendering', () => {
+  it('draws the named colour on the named background', () => {
+    const spec = { attrs: { shape: 0, colour: 4, texture: 0, layout: 0, background: 1, style: 0 }, seed: 7, uid: 'x' };
+    const img = renderImage(spec, 64);
+    const at = (x: number, y: number) => Array.from(img.data.subarray((y * 64 + x) * 3, (y * 64 + x) * 3 + 3));
+    const centre = at(32, 32);
+    expect(centre[2]).toBeGreaterThan(180); // blue, plain, flat
+    expect(centre[0]).toBeLessThan(80);
+    expect(Math.max(...at(1, 1))).toBeLessThan(60); // dark background
+  });
+});
+
+describe('generateSynthpick tiny', () => {
+  const a = tmpDir('synth-a');
+  const b = tmpDir('synth-b');
+  let result: Awaited<ReturnType<typeof generateSynthpick>>;
+  beforeAll(async () => {
+    result = await generateSynthpick({ preset: 'tiny', seed: 11, outDir: a });
+    await generateSynthpick({ preset: 'tiny', seed: 11, outDir: b });
+  });
+
+  it('is deterministic from the seed, byte for byte', () => {
+    for (const f of [...result.files.map((x) => path.basename(x)), TRUTH_FILE]) {
+      expect(fs.readFileSync(path.join(a, f))).toEqual(fs.readFileSync(path.join(b, f)));
+    }
+  });
+
+  it('writes Pick-a-Pic v2 parquet that reader 1 reads back, labels matching the truth sidecar', async () => {
+    const truth: SynthpickTruth = JSON.parse(fs.readFileSync(result.truthFile, 'utf8'));
+    const p0 = new Map(truth.comparisons.map((c) => [c.ranking_id, c]));
+    const shard = await openPickapicShard(result.files[0]);
+    let n = 0;
+    for await (const batch of shard.batches()) {
+      for (const r of batch.rows) {
+        n++;
+        expect(p0.get(r.rankingId!)!.user_id).toBe(r.userId);
+        expect([0, 0.5, 1]).toContain(r.label0);
+        expect(r.jpg0!.byteLength).toBeGreaterThan(50);
+      }
+    }
+    await shard.close();
+    expect(n).toBe(12 * 12);
+    expect(truth.users).toHaveLength(12);
+  });
+
+  it('is read in row batches inside a row group, the same rows as whole row groups', async () => {
+    const read = async (batchRows: number) => {
+      const shard = await openPickapicShard(result.files[0]);
+      const ids: string[] = [];
+      let batches = 0;
+      for await (const b of shard.batches(batchRows)) {
+        batches++;
+        expect(b.rows.length).toBeLessThanOrEqual(batchRows);
+        ids.push(...b.rows.map((r) => `${r.rankingId}:${r.where}`));
+      }
+      await shard.close();
+      return { ids, batches, groups: shard.rowGroups };
+    };
+    const small = await read(10);
+    const whole = await read(100_000);
+    expect(small.ids).toEqual(whole.ids);
+    expect(whole.batches).toBe(whole.groups);
+    expect(small.batches).toBeGreaterThanOrEqual(Math.ceil(144 / 10));
+  });
+
+  it('imports with the truth attached: every split reports its Bayes-optimal accuracy and clusters', async () => {
+    const out = tmpDir('synth-proc');
+    const r = await importDataset({ from: [a], out, logger: memoryLogger() });
+    expect(r.manifest.synthetic?.kind).toBe('synthpick');
+    const truth: SynthpickTruth = JSON.parse(fs.readFileSync(result.truthFile, 'utf8'));
+    const ds = new PickapicDataset(options(out, { refPairNum: 2 }), { seed: 1, baseDir: '/' });
+    await ds.init();
+    for (const s of ['train', 'validation', 'test'] as const) {
+      const st = ds.stats(s);
+      if (!st.examples) continue;
+      // hand recomputation from the sidecar
+      const want = ds.split(s).targets().map((t) => p0Of(truth, ds.comparisons[t].rankingId!));
+      expect(st.bayesOptimalAccuracy).toBeCloseTo(want.reduce((x, p) => x + Math.max(p, 1 - p), 0) / want.length, 12);
+      expect(st.clusters).toBeGreaterThan(0);
+    }
+    await ds.close();
+  });
+});
+
+function p0Of(truth: SynthpickTruth, rankingId: string): number {
+  return truth.comparisons.find((c) => c.ranking_id === rankingId)!.p0;
+}

@@ -1,0 +1,8 @@
+// tools/ sits one level below the root (packages sit two), so the tsconfig path is overridden.
+const preset = require('../jest.preset.js');
+module.exports = {
+  ...preset,
+  displayName: 'tools',
+  rootDir: __dirname,
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/../tsconfig.base.json' }] },
+};
