@@ -1,0 +1,89 @@
+/**
+ * `npm start`: the embedded end-to-end run on this machine, nothing downloaded.
+ *
+ *  1. synthpick `default` (Pick-a-Pic v2 parquet, written by the dataset plugin's generator) and
+ *     its import into the processed format;
+ *  2. the `small` IDEFICS2 checkpoint in Hugging Face layout, then the stand-in for a pretrained
+ *     base (see README: a short captioning pre-training of all weights, no preference labels);
+ *  3. stage 1 (LoRA, base + contrastive loss), the non-personalised baseline (the same training
+ *     with 0 reference pairs), stage 2 (preference tokens on the stage-1 adapter);
+ *  4. evaluation on the test split with baselines, printed as a table.
+ *
+ * Each step is skipped when its output already exists, so a second `npm start` only re-evaluates.
+ * Every step runs the same app a user runs (apps/train, apps/train2, apps/eval) in a child process.
+ */
+import { spawnSync } from 'child_process';
+import { existsSync, promises as fs } from 'fs';
+import * as path from 'path';
+import { runMain } from '@userpref/cli';
+import { writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
+import { generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
+
+const root = path.resolve(__dirname, '..', '..', '..');
+const data = path.join(root, 'data');
+const runs = path.join(root, 'runs', 'demo');
+const config = path.join(__dirname, '..', 'config', 'demo.json');
+
+function step(title: string) {
+  process.stderr.write(`\n=== ${title} ===\n`);
+}
+
+function runApp(app: string, args: string[]): void {
+  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, ...args], { stdio: 'inherit', cwd: root });
+  if (r.status !== 0) throw new Error(`${app} ${args.join(' ')} failed (exit ${r.status})`);
+}
+
+async function latestAdapter(exp: string): Promise<string> {
+  const dir = path.join(runs, exp);
+  const names = (await fs.readdir(dir)).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(b.split('-')[1]) - Number(a.split('-')[1]));
+  if (!names.length) throw new Error(`no checkpoint in ${dir}`);
+  return path.join(dir, names[0]);
+}
+
+runMain(async () => {
+  const started = Date.now();
+
+  const raw = path.join(data, 'synthpick', 'raw');
+  const processed = path.join(data, 'synthpick', 'processed');
+  if (!existsSync(path.join(raw, 'truth.json')) && !existsSync(processed)) {
+    step('1/6 generating synthpick (default preset)');
+    const g = await generateSynthpick({ preset: 'default', seed: 42, outDir: raw });
+    process.stderr.write(`synthpick: ${g.rows} comparisons, ${g.images} images; Bayes-optimal ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, population-average ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`);
+  }
+  if (!existsSync(path.join(processed, 'manifest.json'))) {
+    step('1/6 importing into the processed format');
+    await importDataset({ from: [raw], out: processed, seed: 42 });
+  }
+
+
+  const base = path.join(data, 'checkpoints', 'idefics2-small');
+  if (!existsSync(path.join(base, 'config.json'))) {
+    step('2/6 writing the small IDEFICS2 checkpoint');
+    await writeIdefics2Checkpoint({ preset: 'small', outDir: base, seed: 42 });
+  }
+
+  if (!existsSync(path.join(runs, 'stage1'))) {
+    step('3/6 stage 1: LoRA with base + contrastive loss');
+    runApp('train', ['--exp_name', 'stage1']);
+  }
+  if (!existsSync(path.join(runs, 'stage1-norefs'))) {
+    step('4/6 non-personalised baseline: the same training without references');
+    runApp('train', ['--exp_name', 'stage1-norefs', '--ref_pair_num', '0']);
+  }
+  const stage1 = await latestAdapter('stage1');
+  if (!existsSync(path.join(runs, 'stage2'))) {
+    step('5/6 stage 2: preference tokens on the stage-1 adapter');
+    runApp('train2', ['--exp_name', 'stage2', '--lora_path', path.join(stage1, 'adapter')]);
+  }
+  const stage2 = await latestAdapter('stage2');
+  const norefs = await latestAdapter('stage1-norefs');
+
+  step('6/6 evaluation on the test split');
+  const models = [
+    { label: 'stage 1 (LoRA)', adapter: path.join(stage1, 'adapter') },
+    { label: 'stage 2 (+tokens)', adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
+    { label: 'non-personalised', adapter: path.join(norefs, 'adapter'), reference_pairs: 0 },
+  ];
+  runApp('eval', ['--exp_name', 'eval', '--set', `eval.models=${JSON.stringify(models)}`]);
+  process.stderr.write(`\ndemo finished in ${((Date.now() - started) / 60000).toFixed(1)} min; results in ${path.join(runs, 'eval')} (results.md, results.json, results.png)\n`);
+});

@@ -1,0 +1,35 @@
+/** Evaluation runner: the suite of SPEC §7 on one split, written as JSON, Markdown and a plot. */
+import * as path from 'path';
+import { EVAL_FLAGS, parseRun, requireParts, runMain, setupRun } from '@userpref/cli';
+import { markdownTable, runSuite, writeReport } from '@userpref/training';
+
+runMain(async () => {
+  const { config } = await parseRun(
+    { name: 'eval', description: 'Evaluate adapters / preference tokens: accuracy with 95% CI, per-user accuracy, ROC AUC, accuracy vs reference pairs, baselines.', flags: EVAL_FLAGS, defaultConfig: path.join(__dirname, '..', 'config', 'default.json') },
+    process.argv.slice(2),
+  );
+  const e = config.eval;
+  if (!e) throw new Error("the run config has no 'eval' section");
+  const { assembly, logger, runDir } = await setupRun('eval', config);
+  const parts = requireParts(assembly, ['backbone', 'dataset'], 'eval');
+  const refPairNum = Number((config.plugins.dataset?.options as { refPairNum?: number } | undefined)?.refPairNum ?? 8);
+  const refCounts = e.ref_counts === 'all' ? [...Array(refPairNum + 1).keys()] : e.ref_counts === 'none' ? [] : e.ref_counts;
+  const resolve = (p?: string) => (p ? path.resolve(config.baseDir, p) : undefined);
+  const report = await runSuite(
+    { backbone: parts.backbone, dataset: parts.dataset, tokens: assembly.tokens, logger },
+    {
+      split: e.split,
+      batchSize: e.eval_bz,
+      limit: e.limit,
+      tiePolicy: { kind: e.tie_policy, threshold: e.tie_threshold },
+      bootstrapSamples: e.bootstrap_samples,
+      refCounts,
+      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs })),
+      baselines: e.baselines,
+      seed: config.seed,
+    },
+  );
+  const files = await writeReport(report, runDir);
+  process.stdout.write(markdownTable(report));
+  logger.info('evaluation written', files);
+});
