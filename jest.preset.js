@@ -9,4 +9,5 @@ module.exports = {
   testMatch: ['<rootDir>/test/**/*.spec.ts', '<rootDir>/src/**/*.spec.ts'],
   setupFiles: ['reflect-metadata'],
   testTimeout: 120000,
+  reporters: ['default', require.resolve('./tools/scripts/jest-summary-reporter.js')],
 };
