@@ -1,10 +1,15 @@
-// Shared jest settings for every project. ts-jest transpiles only (isolatedModules): type
-// checking is the `typecheck` script's job, so tests start fast.
+// Shared jest settings for every project. ts-jest transpiles only (isolatedModules in
+// tsconfig.base.json): type checking is the `typecheck` script's job, so tests start fast.
+// hyparquet and hyparquet-writer ship ES modules only; jest (CommonJS here) transpiles them too.
+// Plain Node needs nothing: it loads them through require(esm).
+const path = require('path');
 module.exports = {
   testEnvironment: 'node',
   transform: {
-    '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/../../tsconfig.base.json' }],
+    '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.base.json') }],
+    '/node_modules/hyparquet(-writer)?/.+\\.js$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.jest-esm.json'), diagnostics: false }],
   },
+  transformIgnorePatterns: ['/node_modules/(?!(hyparquet|hyparquet-writer)/)'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   testMatch: ['<rootDir>/test/**/*.spec.ts', '<rootDir>/src/**/*.spec.ts'],
   setupFiles: ['reflect-metadata'],

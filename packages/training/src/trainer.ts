@@ -12,7 +12,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceTokens, type WeightedLoss } from '@userpref/core';
-import { AdamW } from './adamw';
+import { AdamW, type AdamWState } from './adamw';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint';
 import { scoreSplit } from './evaluate';
 import { pairwiseAccuracy } from './metrics';
@@ -104,6 +104,32 @@ export class Trainer {
     const microPerEpoch = Math.ceil(train.size / o.batchSize);
     const stepsPerEpoch = Math.ceil(microPerEpoch / o.gradAccum);
     const totalSteps = Math.min(o.maxSteps ?? Infinity, stepsPerEpoch * o.epochs);
+    let state: TrainerState = {
+      stage: o.stage,
+      step: 0,
+      totalSteps,
+      epoch: 0,
+      micro: 0,
+      seed: o.seed,
+      examplesSeen: 0,
+      options: { batchSize: o.batchSize, gradAccum: o.gradAccum, lr: o.lr, weightDecay: o.weightDecay, epochs: o.epochs },
+    };
+    await fs.mkdir(this.runDir, { recursive: true });
+    let resumedOptimizer: AdamWState | undefined;
+    if (o.resume) {
+      const dir = typeof o.resume === 'string' ? o.resume : await latestCheckpoint(this.runDir);
+      if (dir) {
+        const loaded = await loadCheckpoint(dir);
+        if (loaded.state.stage !== o.stage) throw new Error(`${dir} is a stage ${loaded.state.stage} checkpoint, this is stage ${o.stage}`);
+        if (o.stage === 1 || o.trainAdapter) await backbone.loadAdapter(path.join(dir, 'adapter'));
+        if (tokens && o.stage === 2) await tokens.load(path.join(dir, 'tokens'));
+        resumedOptimizer = loaded.optimizer;
+        state = { ...loaded.state, totalSteps };
+        logger.info(`resumed from ${dir}`, { step: state.step, epoch: state.epoch, micro: state.micro });
+      } else {
+        logger.info('no checkpoint to resume from; starting fresh', { runDir: this.runDir });
+      }
+    }
     const vars = this.trainables();
     if (!vars.length) throw new Error(`stage ${o.stage} has no trainable variables`);
     const names = new Set<string>();
@@ -116,34 +142,12 @@ export class Trainer {
     const keyOf = new Map(vars.map((v, i) => [v.name, `param${String(i).padStart(4, '0')}`]));
     const keyed = vars.map((v) => ({ v, key: keyOf.get(v.name)! }));
     const optimizer = new AdamW({ lr: o.lr, weightDecay: o.weightDecay, totalSteps });
-    let state: TrainerState = {
-      stage: o.stage,
-      step: 0,
-      totalSteps,
-      epoch: 0,
-      micro: 0,
-      seed: o.seed,
-      examplesSeen: 0,
-      options: { batchSize: o.batchSize, gradAccum: o.gradAccum, lr: o.lr, weightDecay: o.weightDecay, epochs: o.epochs },
-    };
-    await fs.mkdir(this.runDir, { recursive: true });
-    if (o.resume) {
-      const dir = typeof o.resume === 'string' ? o.resume : await latestCheckpoint(this.runDir);
-      if (dir) {
-        const loaded = await loadCheckpoint(dir);
-        if (loaded.state.stage !== o.stage) throw new Error(`${dir} is a stage ${loaded.state.stage} checkpoint, this is stage ${o.stage}`);
-        if (o.stage === 1 || o.trainAdapter) await backbone.loadAdapter(path.join(dir, 'adapter'));
-        if (tokens && o.stage === 2) await tokens.load(path.join(dir, 'tokens'));
-        for (const { v, key } of keyed) {
-          const m = loaded.optimizer.moments[key];
-          if (m && !tf.util.arraysEqual(m.shape, v.shape)) throw new Error(`${dir}: optimizer state ${key} has shape [${m.shape}] but trainable variable ${v.name} has [${v.shape}]`);
-        }
-        optimizer.loadState(loaded.optimizer);
-        state = { ...loaded.state, totalSteps };
-        logger.info(`resumed from ${dir}`, { step: state.step, epoch: state.epoch, micro: state.micro });
-      } else {
-        logger.info('no checkpoint to resume from; starting fresh', { runDir: this.runDir });
+    if (resumedOptimizer) {
+      for (const { v, key } of keyed) {
+        const m = resumedOptimizer.moments[key];
+        if (m && !tf.util.arraysEqual(m.shape, v.shape)) throw new Error(`optimizer state ${key} has shape [${m.shape}] but trainable variable ${v.name} has [${v.shape}]`);
       }
+      optimizer.loadState(resumedOptimizer);
     }
     const metricsFile = path.join(this.runDir, 'metrics.jsonl');
     const record = async (r: MetricsRecord) => fs.appendFile(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n');
