@@ -1,0 +1,16 @@
+/** `npm run bench -- forward`: forward / training-step throughput of the IDEFICS2 backbone. */
+import { benchForward } from '../../plugins/backbone-idefics2/bench/forward.bench';
+import { registerSection } from './main';
+
+registerSection({
+  name: 'forward',
+  run: async () => {
+    const rows = [];
+    for (const preset of ['tiny', 'small'] as const) {
+      const r = await benchForward(preset);
+      console.log(`${preset}: ${r.parameters} params, ${r.tokensPerSequence} tokens/seq; vision ${r.visionMsPerImage.toFixed(1)} ms/image; forward ${r.forwardMs.toFixed(0)} ms (${r.forwardTokensPerSecond.toFixed(0)} tok/s); train step ${r.trainStepMs.toFixed(0)} ms (${r.trainTokensPerSecond.toFixed(0)} tok/s); peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+      rows.push(r);
+    }
+    return { presets: rows };
+  },
+});
