@@ -21,15 +21,18 @@ import { generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
-const runs = path.join(root, 'runs', 'demo');
+const runs = path.join(root, 'runs', process.env.USERPREF_DEMO_RUN ?? 'demo');
 const config = path.join(__dirname, '..', 'config', 'demo.json');
 
 function step(title: string) {
   process.stderr.write(`\n=== ${title} ===\n`);
 }
 
+/** Extra flags given to `npm start -- ...` go to every runner (e.g. `--set train.max_steps=2`). */
+const passThrough = process.argv.slice(2);
+
 function runApp(app: string, args: string[]): void {
-  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, ...args], { stdio: 'inherit', cwd: root });
+  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, '--out', runs, ...args, ...passThrough], { stdio: 'inherit', cwd: root });
   if (r.status !== 0) throw new Error(`${app} ${args.join(' ')} failed (exit ${r.status})`);
 }
 

@@ -25,10 +25,11 @@ export function markdownTable(r: SuiteReport): string {
 /** Bar chart of the rows plus, when present, the reference-count curve. */
 export function plotSvg(r: SuiteReport): string {
   const W = 760;
-  const H = 360;
+  const H = 400;
   const pad = 48;
+  const bottom = 96; // room for slanted labels
   const half = r.curve.length ? (W - pad * 3) / 2 : W - pad * 2;
-  const y = (a: number) => H - pad - (H - 2 * pad) * a;
+  const y = (a: number) => H - bottom - (H - pad - bottom) * a;
   const parts: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif" font-size="11">`, `<rect width="${W}" height="${H}" fill="white"/>`];
   const axis = (x0: number, w: number, title: string) => {
     parts.push(`<text x="${x0 + w / 2}" y="18" text-anchor="middle" font-size="13">${title}</text>`);
@@ -44,17 +45,20 @@ export function plotSvg(r: SuiteReport): string {
     parts.push(`<rect x="${x}" y="${y(a)}" width="${bw * 0.7}" height="${y(0) - y(a)}" fill="${row.kind === 'model' ? '#3b6ea8' : '#b0b0b0'}"/>`);
     if (Number.isFinite(row.ci95[0])) parts.push(`<line x1="${x + bw * 0.35}" x2="${x + bw * 0.35}" y1="${y(row.ci95[0])}" y2="${y(row.ci95[1])}" stroke="black"/>`);
     parts.push(`<text x="${x + bw * 0.35}" y="${y(a) - 4}" text-anchor="middle">${(a * 100).toFixed(1)}</text>`);
-    parts.push(`<text x="${x + bw * 0.35}" y="${H - pad + 14}" text-anchor="middle">${escapeXml(row.label.slice(0, 18))}</text>`);
+    const lx = x + bw * 0.35;
+    const ly = H - bottom + 14;
+    parts.push(`<text x="${lx}" y="${ly}" text-anchor="end" transform="rotate(-30 ${lx} ${ly})">${escapeXml(row.label.slice(0, 24))}</text>`);
   });
   if (r.curve.length) {
     const x0 = pad * 2 + half;
     axis(x0, half, 'Accuracy vs. reference pairs');
+    parts.push(`<text x="${x0 + half / 2}" y="${H - bottom + 34}" text-anchor="middle">reference pairs</text>`);
     const maxK = Math.max(1, ...r.curve.map((p) => p.referencePairs));
     const x = (k: number) => x0 + (half * k) / maxK;
     parts.push(`<polyline fill="none" stroke="#3b6ea8" stroke-width="2" points="${r.curve.map((p) => `${x(p.referencePairs)},${y(p.accuracy)}`).join(' ')}"/>`);
     for (const p of r.curve) {
       parts.push(`<line x1="${x(p.referencePairs)}" x2="${x(p.referencePairs)}" y1="${y(p.ci95[0])}" y2="${y(p.ci95[1])}" stroke="#3b6ea8"/>`);
-      parts.push(`<text x="${x(p.referencePairs)}" y="${H - pad + 14}" text-anchor="middle">${p.referencePairs}</text>`);
+      parts.push(`<text x="${x(p.referencePairs)}" y="${H - bottom + 14}" text-anchor="middle">${p.referencePairs}</text>`);
     }
   }
   parts.push('</svg>');

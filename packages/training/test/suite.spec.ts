@@ -62,6 +62,7 @@ describe('evaluation suite', () => {
     const meta = await sharp(files.png).metadata();
     expect(meta.format).toBe('png');
     expect(meta.width).toBe(760);
+    expect(meta.height).toBe(400);
     expect(JSON.parse(await fs.readFile(files.json, 'utf8')).rows).toHaveLength(4);
   });
 });
