@@ -4,5 +4,5 @@ module.exports = {
   ...preset,
   displayName: 'tools',
   rootDir: __dirname,
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/../tsconfig.base.json' }] },
+  transform: { ...preset.transform, '^.+\\.ts$': ['ts-jest', { tsconfig: '<rootDir>/../tsconfig.base.json' }] },
 };
