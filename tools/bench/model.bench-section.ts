@@ -1,5 +1,5 @@
 /** `npm run bench -- forward`: forward / training-step throughput of the IDEFICS2 backbone. */
-import { benchForward } from '../../plugins/backbone-idefics2/bench/forward.bench';
+import { benchBackbone, benchForward } from '../../plugins/backbone-idefics2/bench/forward.bench';
 import { registerSection } from './main';
 
 registerSection({
@@ -12,5 +12,17 @@ registerSection({
       rows.push(r);
     }
     return { presets: rows };
+  },
+});
+
+registerSection({
+  name: 'train',
+  run: async () => {
+    const r = await benchBackbone({ preset: 'small' });
+    console.log(`small preset, load average ${r.loadAverage.map((x) => x.toFixed(1)).join(' ')}`);
+    for (const row of r.rows as unknown as Array<Record<string, number | boolean>>) {
+      console.log(`vision cache ${row.visionCache ? 'on ' : 'off'} shared prefix ${row.sharedPrefix ? 'on ' : 'off'}: train ${Number(row.trainMsPerExample).toFixed(0)} ms/example, eval ${Number(row.evalPairsPerSecond).toFixed(2)} pairs/s, peak RSS ${Number(row.peakRssMb).toFixed(0)} MB`);
+    }
+    return r as unknown as Record<string, unknown>;
   },
 });

@@ -1,12 +1,24 @@
 /**
- * Forward throughput of the tfjs IDEFICS2 on this CPU: for the `tiny` and `small` random presets,
- * one SPEC-shaped example (8 reference pairs + target = 17 images, two target sequences like
- * pairLogits) timed as: vision tower (once per image, what the cache saves), connector + text
- * forward in eval, and connector + text forward + backward w.r.t. LoRA (a training step's model
- * part). Reports text tokens/s and peak RSS.
+ * Throughput of the tfjs IDEFICS2 on this CPU.
+ *
+ * benchForward: for the `tiny` and `small` random presets, one SPEC-shaped example (8 reference
+ * pairs + target = 17 images, two target sequences like pairLogits) timed as: vision tower (once per
+ * image, what the cache saves), connector + text forward in eval, and connector + text forward +
+ * backward w.r.t. LoRA (a training step's model part). Reports text tokens/s and peak RSS.
+ *
+ * benchBackbone: the Backbone end to end on `small` (prepare + pairLogits; training adds the
+ * backward w.r.t. LoRA), training step time per example and evaluation pairs/s, with and without
+ * the vision-output cache (imageCacheBytes 0 runs the tower for every image of every batch) and
+ * with and without the shared reference prefix: 4 rows, each in its own child process (clean peak
+ * RSS: the wasm heap never shrinks). Examples are 8 reference pairs + target with ~100-character
+ * prompts (~1.8k tokens); every configuration sees the same examples for a warm-up epoch, then is
+ * timed over a second epoch (so the cache is warm where it is enabled). Wall and CPU time are both
+ * reported: other jobs may share the machine (the load average is recorded).
  *
  * Run: node tools/scripts/run-ts.js plugins/backbone-idefics2/bench/forward.bench.ts [tiny|small ...]
+ *      node tools/scripts/run-ts.js plugins/backbone-idefics2/bench/forward.bench.ts backbone
  */
+import { fork } from 'child_process';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -15,7 +27,9 @@ import { initRuntime, runtimeInfo } from '@userpref/runtime';
 import { writeIdefics2Checkpoint, type PresetName } from '../src/checkpoint';
 import { LoraAdapter } from '../src/lora/adapter';
 import { PAPER_LORA } from '../src/lora/lora';
+import { Idefics2Backbone } from '../src/backbone';
 import { Idefics2Model } from '../src/model/idefics2';
+import { benchExample } from './examples';
 
 export interface ForwardBenchResult {
   preset: PresetName;
@@ -119,9 +133,171 @@ export async function benchForward(preset: PresetName, repeats = 3): Promise<For
   }
 }
 
+export interface BackboneBenchRow {
+  visionCache: boolean;
+  sharedPrefix: boolean;
+  trainBatch: number;
+  evalBatch: number;
+  tokensPerSequence: number;
+  /** Mean wall / CPU milliseconds of one training example (prepare + forward + backward). */
+  trainMsPerExample: number;
+  trainCpuMsPerExample: number;
+  /** Examples (liked/disliked pairs) scored per second in evaluation (prepare + forward). */
+  evalPairsPerSecond: number;
+  evalCpuPairsPerSecond: number;
+  /** Peak RSS of the child process that ran this row. */
+  peakRssMb: number;
+}
+
+export interface BackboneBenchResult {
+  preset: PresetName;
+  backend: string;
+  loadAverage: number[];
+  rows: BackboneBenchRow[];
+}
+
+export interface BackboneBenchOptions {
+  preset?: PresetName;
+  /** Distinct training examples (timed over the second pass). */
+  trainExamples?: number;
+  trainBatch?: number;
+  /** Distinct evaluation examples (distinct users: no prefix is shared across examples). */
+  evalExamples?: number;
+  evalBatch?: number;
+}
+
+interface RowRequest {
+  dir: string;
+  visionCache: boolean;
+  sharedPrefix: boolean;
+  trainExamples: number;
+  trainBatch: number;
+  evalExamples: number;
+  evalBatch: number;
+}
+
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/** One row, in this process (the child side of benchBackbone). */
+async function backboneRow(req: RowRequest): Promise<BackboneBenchRow> {
+  await initRuntime({ device: 'cpu' });
+  const bb = new Idefics2Backbone(
+    { path: req.dir, imageCacheBytes: req.visionCache ? 2 ** 30 : 0, sharedPrefix: req.sharedPrefix },
+    { seed: 0, baseDir: '/' },
+  );
+  await bb.init();
+  const vars = bb.adapterVariables();
+  const train = Array.from({ length: req.trainExamples }, (_, i) => benchExample(i, 8, i % 2));
+  const evalSet = Array.from({ length: req.evalExamples }, (_, i) => benchExample(1000 + i, 8, i % 2));
+  let tokens = 0;
+  const trainEpoch = async (step0: number) => {
+    for (let i = 0; i < train.length; i += req.trainBatch) {
+      const prepared = await bb.prepare(train.slice(i, i + req.trainBatch));
+      tokens = (prepared as unknown as { seqLen: number }).seqLen;
+      const { value, grads } = tf.variableGrads(() => {
+        const o = bb.pairLogits(prepared, { training: true, seed: step0 + i });
+        const pos = bb.readout.positive;
+        // A loss of the SPEC §4 shape (both readout logits of both sequences); the backward's cost
+        // does not depend on its exact form.
+        return tf.sub(tf.mean(tf.gather(o.disliked, [pos], 1)), tf.mean(tf.gather(o.liked, [pos], 1))) as tf.Scalar;
+      }, vars);
+      value.dataSync();
+      tf.dispose([value, ...Object.values(grads)]);
+      prepared.dispose();
+    }
+  };
+  const evalEpoch = async () => {
+    for (let i = 0; i < evalSet.length; i += req.evalBatch) {
+      const prepared = await bb.prepare(evalSet.slice(i, i + req.evalBatch));
+      const o = bb.pairLogits(prepared, { training: false });
+      o.liked.dataSync();
+      tf.dispose([o.liked, o.disliked]);
+      prepared.dispose();
+    }
+  };
+  await trainEpoch(0); // warm-up epoch (fills the cache where enabled)
+  let w = Date.now();
+  let c = cpuMs();
+  await trainEpoch(1000);
+  const trainWall = (Date.now() - w) / train.length;
+  const trainCpu = (cpuMs() - c) / train.length;
+  await evalEpoch();
+  w = Date.now();
+  c = cpuMs();
+  await evalEpoch();
+  const evalWall = (Date.now() - w) / 1000;
+  const evalCpu = (cpuMs() - c) / 1000;
+  bb.dispose();
+  return {
+    visionCache: req.visionCache,
+    sharedPrefix: req.sharedPrefix,
+    trainBatch: req.trainBatch,
+    evalBatch: req.evalBatch,
+    tokensPerSequence: tokens,
+    trainMsPerExample: trainWall,
+    trainCpuMsPerExample: trainCpu,
+    evalPairsPerSecond: evalSet.length / evalWall,
+    evalCpuPairsPerSecond: evalSet.length / evalCpu,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+/** The 4 rows (vision cache x shared prefix), each in a child process. */
+export async function benchBackbone(options: BackboneBenchOptions = {}): Promise<BackboneBenchResult> {
+  const preset = options.preset ?? 'small';
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), `bench-backbone-${preset}-`));
+  try {
+    await writeIdefics2Checkpoint({ preset, outDir: dir, seed: 0 });
+    const loadAverage = os.loadavg();
+    const rows: BackboneBenchRow[] = [];
+    for (const visionCache of [false, true]) {
+      for (const sharedPrefix of [false, true]) {
+        const req: RowRequest = {
+          dir,
+          visionCache,
+          sharedPrefix,
+          trainExamples: options.trainExamples ?? 3,
+          trainBatch: options.trainBatch ?? 1,
+          evalExamples: options.evalExamples ?? 8,
+          evalBatch: options.evalBatch ?? 4,
+        };
+        rows.push(await runChild(req));
+      }
+    }
+    await initRuntime({ device: 'cpu' });
+    return { preset, backend: runtimeInfo()?.backend ?? tf.getBackend(), loadAverage: loadAverage.map((x, i) => (x + os.loadavg()[i]) / 2), rows };
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+function runChild(req: RowRequest): Promise<BackboneBenchRow> {
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(__dirname, '..', '..', '..', 'tools', 'scripts', 'run-ts.js'), [__filename, '--row', JSON.stringify(req)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: BackboneBenchRow | null = null;
+    child.on('message', (m) => (result = m as BackboneBenchRow));
+    child.on('error', reject);
+    child.on('exit', (code) => (result ? resolve(result) : reject(new Error(`bench row ${JSON.stringify({ ...req, dir: undefined })} exited with code ${code}`))));
+  });
+}
+
 if (require.main === module || process.argv[1] === __filename) {
   (async () => {
-    const presets = (process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['tiny', 'small']) as PresetName[];
+    const args = process.argv.slice(2);
+    if (args[0] === '--row') {
+      const row = await backboneRow(JSON.parse(args[1]) as RowRequest);
+      process.send?.(row);
+      return;
+    }
+    if (args[0] === 'backbone') {
+      const r = await benchBackbone({ preset: (args[1] as PresetName) ?? 'small' });
+      console.log(JSON.stringify(r, null, 2));
+      return;
+    }
+    const presets = (args.length > 0 ? args : ['tiny', 'small']) as PresetName[];
     for (const p of presets) {
       const r = await benchForward(p);
       console.log(JSON.stringify(r));

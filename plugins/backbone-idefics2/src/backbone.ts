@@ -4,14 +4,21 @@
  *
  * Work is placed where it is cheapest:
  * - `prepare` (async) tokenises, decodes and preprocesses each image and runs the frozen vision
- *   tower once per unique image, keeping its output in an LRU cache keyed by the image's content
- *   hash (the tower never changes, SPEC §8's "re-encodes all 17 images twice" is avoided);
+ *   tower once per unique image, keeping its output in a byte-budgeted LRU (optionally spilled to
+ *   disk) keyed by the image's content hash and a fingerprint of the vision weights (model/
+ *   vision-cache.ts): SPEC §8's "re-encodes all 17 images twice" becomes "encodes each image once".
  * - `pairLogits` (sync, differentiable) runs the LoRA-adapted connector once per unique image of
- *   the batch (not per sequence: the liked and disliked sequences share 16 of 17 images), then the
- *   text model on the 2B sequences of the batch (liked rows first, then disliked rows).
+ *   the batch (the liked and disliked sequences share 16 of 17 images), then the text model.
+ *   Shared prefix (default, option sharedPrefix): the liked- and disliked-target sequences of an
+ *   example have the same tokens and images up to the target image, so that prefix runs once and
+ *   only the two target turns run separately, attending to the prefix's keys (model/attention.ts);
+ *   gradients of both target turns flow back through the one prefix. The full path (two complete
+ *   sequences per example) is kept (sharedPrefix: false) and gives the same logits. With LoRA
+ *   dropout in training the shared prefix draws one dropout mask for both sequences (it is one
+ *   computation), the full path two.
  *
  * Preference tokens (stage 2): the provider's [B, P, d] embeddings are prepended before BOS of both
- * sequences of each example; the mask and the read index follow (right padding, see model/text.ts).
+ * sequences of each example (in the shared path: of the prefix); positions and read index follow.
  * PrefixContext.historyMean is the mean input embedding (image features included) of each example's
  * reference history: the tokens up to and including the last <end_of_utterance> before the target
  * image (BOS + "User:" when there are no references).
@@ -22,8 +29,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Backbone, ForwardOptions, Logger, PairLogits, PreferenceBatch, PreferenceImage, PreparedBatch, PrefixProvider, ReadoutTokens, RunContext as CoreRunContext } from '@userpref/core';
 import { LoraAdapter } from './lora/adapter';
 import { PAPER_TARGET_MODULES, type LoraInit, type LoraSettings } from './lora/lora';
+import type { AttentionSegment } from './model/attention';
 import { Idefics2Model } from './model/idefics2';
 import type { RunContext } from './model/linear';
+import { rowContext, textForwardPacked } from './model/text';
+import { VisionCache, type VisionCacheStats, type VisionEntry } from './model/vision-cache';
 import { Idefics2Processor } from './processor';
 import { processImage } from './processor/image';
 
@@ -39,8 +49,12 @@ export interface Idefics2BackboneOptions {
   /** Prompts cut to this many characters (code points); null keeps them whole. */
   readonly maxPromptLen: number | null;
   readonly dtype: 'float32';
-  /** Vision-tower outputs kept in memory (one per unique image). */
-  readonly imageCacheSize: number;
+  /** Memory budget of the vision-output cache in bytes (LRU; 0 keeps nothing in memory). */
+  readonly imageCacheBytes: number;
+  /** Directory of the on-disk vision-output cache (relative to the run's baseDir), or null. */
+  readonly imageCacheDir?: string | null;
+  /** Run the common reference prefix of the liked / disliked sequences once (default true). */
+  readonly sharedPrefix?: boolean;
 }
 
 export const DEFAULT_BACKBONE_OPTIONS: Omit<Idefics2BackboneOptions, 'path'> = {
@@ -50,13 +64,35 @@ export const DEFAULT_BACKBONE_OPTIONS: Omit<Idefics2BackboneOptions, 'path'> = {
   usePrompt: true,
   maxPromptLen: 100,
   dtype: 'float32',
-  imageCacheSize: 512,
+  imageCacheBytes: 2 ** 30,
+  imageCacheDir: null,
+  sharedPrefix: true,
 };
 
-interface CachedVision {
-  /** [P, d_vision] (kept) */
-  readonly hidden: tf.Tensor2D;
-  readonly patchValid: Uint8Array;
+/**
+ * The shared-prefix layout: unique reference prefixes (examples of one user with the same history
+ * share one) and the target turn of each example.
+ */
+interface SharedLayout {
+  /** Unique prefix of each example. */
+  readonly prefixOf: Int32Array;
+  /** [Up * Pmax] prefix token ids (everything before the target image's <image> run), right padded. */
+  readonly prefixIds: Int32Array;
+  readonly prefixMask: Uint8Array;
+  readonly prefixLen: number;
+  readonly prefixLengths: number[];
+  /** [Up * Pmax] history weights over the prefix (1/len on the reference history). */
+  readonly historyWeights: Float32Array;
+  /** Unique-image index of each reference slot, prefix after prefix. */
+  readonly refImages: Int32Array;
+  /** [B * Smax] target-turn ids (the same for the liked and the disliked sequence), right padded. */
+  readonly suffixIds: Int32Array;
+  readonly suffixMask: Uint8Array;
+  readonly suffixLen: number;
+  readonly suffixLengths: number[];
+  /** Unique-image index of the liked / disliked candidate of each example. */
+  readonly likedTarget: Int32Array;
+  readonly dislikedTarget: Int32Array;
 }
 
 class Idefics2PreparedBatch implements PreparedBatch {
@@ -75,6 +111,7 @@ class Idefics2PreparedBatch implements PreparedBatch {
     readonly likedSlots: number,
     /** [B * T] history weights (1/len on each example's reference history). */
     readonly historyWeights: Float32Array,
+    readonly shared: SharedLayout,
   ) {}
 
   dispose(): void {
@@ -82,12 +119,40 @@ class Idefics2PreparedBatch implements PreparedBatch {
   }
 }
 
+/** Rows `indices` of t [n, ...] (slices of consecutive runs; a gather only for scattered indices). */
+function takeRows<T extends tf.Tensor>(t: T, indices: ArrayLike<number>): T {
+  const runs: Array<[number, number]> = [];
+  for (let i = 0; i < indices.length; ) {
+    let j = i + 1;
+    while (j < indices.length && indices[j] === indices[i] + (j - i)) j++;
+    runs.push([indices[i], j - i]);
+    i = j;
+  }
+  if (runs.length === 1 && runs[0][0] === 0 && runs[0][1] === t.shape[0]) return t;
+  if (runs.length > 8) return tf.gather(t, tf.tensor1d(Array.from(indices), 'int32')) as T;
+  const rest = t.shape.slice(1).map(() => -1);
+  const parts = runs.map(([start, len]) => tf.slice(t, [start, ...rest.map(() => 0)], [len, ...rest]));
+  return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as T;
+}
+
+/** Right-pads rows of ids into [rows * len] with `pad`, plus the 0/1 mask. */
+function padRows(rows: readonly Int32Array[], pad: number): { ids: Int32Array; mask: Uint8Array; len: number } {
+  const len = Math.max(...rows.map((r) => r.length));
+  const ids = new Int32Array(rows.length * len).fill(pad);
+  const mask = new Uint8Array(rows.length * len);
+  rows.forEach((r, b) => {
+    ids.set(r, b * len);
+    mask.fill(1, b * len, b * len + r.length);
+  });
+  return { ids, mask, len };
+}
+
 export class Idefics2Backbone implements Backbone {
   private model: Idefics2Model | null = null;
   private processor: Idefics2Processor | null = null;
   private adapter: LoraAdapter | null = null;
   private prefix: PrefixProvider | null = null;
-  private readonly cache = new Map<string, CachedVision>();
+  private cache: VisionCache | null = null;
   readonly options: Idefics2BackboneOptions;
 
   constructor(
@@ -121,6 +186,14 @@ export class Idefics2Backbone implements Backbone {
     if (this.processor.imageSeqLen !== c.perceiver.numLatents) throw new Error(`${dir}: image_seq_len ${this.processor.imageSeqLen} differs from resampler_n_latents ${c.perceiver.numLatents}`);
     if (this.model.loadReport.unused.length > 0) this.logger?.warn(`${this.model.loadReport.unused.length} checkpoint tensors are not used by the model`, { examples: this.model.loadReport.unused.slice(0, 5) });
     if (c.defaulted.length > 0) this.logger?.debug('config.json keys taken from transformers defaults', { keys: c.defaulted });
+    const cacheDir = this.options.imageCacheDir ? path.resolve(this.run.baseDir, this.options.imageCacheDir) : null;
+    this.cache = new VisionCache({
+      maxBytes: this.options.imageCacheBytes,
+      dir: cacheDir,
+      tensors: () => this.visionTensors(),
+      context: { vision: c.vision, image: this.processor.imageConfig },
+      onWarn: (message, fields) => this.logger?.warn(message, fields),
+    });
     const lora: LoraSettings = { ...this.options.lora };
     this.adapter = LoraAdapter.attach(this.model, lora, this.run.seed);
     if (this.options.adapterPath) await this.loadAdapter(path.resolve(this.run.baseDir, this.options.adapterPath));
@@ -161,26 +234,62 @@ export class Idefics2Backbone implements Backbone {
     return this.m;
   }
 
-  /** Vision-tower output of an image, computed once and cached (LRU by content hash). */
-  private async vision(image: PreferenceImage): Promise<CachedVision> {
-    const hit = this.cache.get(image.id);
-    if (hit) {
-      this.cache.delete(image.id);
-      this.cache.set(image.id, hit);
-      return hit;
-    }
+  /** The tensors the vision tower's output depends on (weights and any LoRA on its modules). */
+  private visionTensors(): Array<[string, tf.Tensor]> {
+    const v = this.m.params.vision;
+    const out: Array<[string, tf.Tensor]> = [
+      ['patch_w', v.patchW],
+      ['patch_b', v.patchB],
+      ['pos_emb', v.posEmb],
+    ];
+    const norm = (name: string, n: { w: tf.Tensor; b?: tf.Tensor }) => {
+      out.push([`${name}.w`, n.w]);
+      if (n.b) out.push([`${name}.b`, n.b]);
+    };
+    v.layers.forEach((l, i) => {
+      norm(`${i}.ln1`, l.ln1);
+      norm(`${i}.ln2`, l.ln2);
+      for (const [name, lin] of [['qkv', l.qkv], ['out', l.out], ['fc1', l.fc1], ['fc2', l.fc2]] as const) {
+        out.push([`${i}.${name}.w`, lin.w]);
+        if (lin.b) out.push([`${i}.${name}.b`, lin.b]);
+        for (const p of lin.parts) {
+          if (p.lora) out.push([`${p.name}.lora_a`, p.lora.a], [`${p.name}.lora_b`, p.lora.b]);
+        }
+      }
+    });
+    norm('post', v.post);
+    return out;
+  }
+
+  private get visionCache(): VisionCache {
+    if (!this.cache) throw new Error('backbone idefics2: init() has not been called');
+    return this.cache;
+  }
+
+  /** Hits, disk hits, misses, evictions, invalidations and size of the vision-output cache. */
+  visionCacheStats(): VisionCacheStats {
+    return this.visionCache.stats();
+  }
+
+  /** Fingerprint of the current vision weights (what disk cache files are named by). */
+  visionFingerprint(): string {
+    return this.visionCache.fingerprint();
+  }
+
+  /** Vision-tower output of an image: from the cache, else computed once and cached. */
+  private async vision(image: PreferenceImage): Promise<VisionEntry> {
+    const cache = this.visionCache;
+    const hit = await cache.get(image.id);
+    if (hit) return hit;
     const rgb = await image.decode();
     const px = processImage(rgb, this.p.imageConfig);
-    const entry = tf.tidy(() => {
-      const out = this.m.visionTower(tf.tensor4d(px.chw, [1, 3, px.height, px.width]), null);
-      return { hidden: tf.keep(tf.reshape(out.hidden, [out.hidden.shape[1], out.hidden.shape[2]]) as tf.Tensor2D), patchValid: out.patchValid };
-    });
-    this.cache.set(image.id, entry);
-    while (this.cache.size > this.options.imageCacheSize) {
-      const [oldest, v] = this.cache.entries().next().value as [string, CachedVision];
-      v.hidden.dispose();
-      this.cache.delete(oldest);
-    }
+    const pixels = tf.tensor4d(px.chw, [1, 3, px.height, px.width]);
+    const out = this.m.visionTower(pixels, null);
+    pixels.dispose();
+    const [, patches, width] = out.hidden.shape;
+    const entry: VisionEntry = { hidden: out.hidden.dataSync() as Float32Array, patches, width, patchValid: out.patchValid };
+    out.hidden.dispose();
+    await cache.put(image.id, entry);
     return entry;
   }
 
@@ -201,15 +310,30 @@ export class Idefics2Backbone implements Backbone {
     // sequences (liked rows first, then disliked rows): the order the features are merged in.
     const liked: number[] = [];
     const disliked: number[] = [];
+    const likedTarget = new Int32Array(B);
+    const dislikedTarget = new Int32Array(B);
     const historyWeights = new Float32Array(B * T);
+    // Unique prefixes: examples with the same history (ids and reference images) share one, unless
+    // a prefix provider is set (its tokens and aux loss are per example).
+    const dedupe = this.prefix === null;
+    const prefixKeys = new Map<string, number>();
+    const prefixOf = new Int32Array(B);
+    const prefixRows: Int32Array[] = [];
+    const prefixHistory: number[] = [];
+    const refImages: number[] = [];
+    const suffixRows: Int32Array[] = [];
     batch.forEach((ex, b) => {
       const enc = encodings[b];
       const likedImage = ex.target.label0 >= 0.5 ? ex.target.image0 : ex.target.image1;
       const dislikedImage = ex.target.label0 >= 0.5 ? ex.target.image1 : ex.target.image0;
+      const refs: number[] = [];
       for (const slot of enc.imageSlots) {
         liked.push(indexOf(slot.image === 'target' ? likedImage : slot.image));
         disliked.push(indexOf(slot.image === 'target' ? dislikedImage : slot.image));
+        if (slot.image !== 'target') refs.push(indexOf(slot.image));
       }
+      likedTarget[b] = indexOf(likedImage);
+      dislikedTarget[b] = indexOf(dislikedImage);
       const targetStart = enc.imageSlots[enc.imageSlots.length - 1].start;
       let end = -1;
       for (let t = targetStart - 1; t >= 0; t--) {
@@ -220,29 +344,84 @@ export class Idefics2Backbone implements Backbone {
       }
       const len = end >= 0 ? end + 1 : Math.max(1, targetStart - 1);
       historyWeights.fill(1 / len, b * T, b * T + len);
+      // Shared prefix: everything before the target's <image> run (its <fake_token_around_image>
+      // included); the target turn is the rest.
+      const prefix = enc.inputIds.subarray(0, targetStart);
+      const key = dedupe ? `${prefix.join(',')}|${refs.join(',')}` : `#${b}`;
+      let u = prefixKeys.get(key);
+      if (u === undefined) {
+        prefixKeys.set(key, (u = prefixRows.length));
+        prefixRows.push(prefix);
+        prefixHistory.push(len);
+        refImages.push(...refs);
+      }
+      prefixOf[b] = u;
+      suffixRows.push(enc.inputIds.subarray(targetStart));
     });
-    const visions: CachedVision[] = [];
+    const visions: VisionEntry[] = [];
     for (const { image } of unique.values()) visions.push(await this.vision(image));
-    const pMax = Math.max(...visions.map((v) => v.hidden.shape[0]));
     const dv = this.m.config.vision.hiddenSize;
+    const pMax = Math.max(...visions.map((v) => v.patches));
     const contextValid = new Uint8Array(visions.length * pMax);
-    visions.forEach((v, i) => contextValid.set(v.patchValid, i * pMax));
-    const context = tf.tidy(() => tf.stack(visions.map((v) => (v.hidden.shape[0] === pMax ? v.hidden : tf.pad(v.hidden, [[0, pMax - v.hidden.shape[0]], [0, 0]])))) as tf.Tensor3D);
-    if (context.shape[2] !== dv) throw new Error('vision output width mismatch');
+    const contextData = new Float32Array(visions.length * pMax * dv);
+    visions.forEach((v, i) => {
+      if (v.width !== dv) throw new Error(`vision output width ${v.width} differs from vision_config.hidden_size ${dv}`);
+      contextValid.set(v.patchValid, i * pMax);
+      contextData.set(v.hidden, i * pMax * dv);
+    });
+    const context = tf.tensor3d(contextData, [visions.length, pMax, dv]);
     const mask = Uint8Array.from(collated.attentionMask);
-    return new Idefics2PreparedBatch(B, context, contextValid, collated.inputIds, mask, T, Int32Array.from([...liked, ...disliked]), liked.length, historyWeights);
+    const pre = padRows(prefixRows, p.tokens.pad);
+    const suf = padRows(suffixRows, p.tokens.pad);
+    const historyPrefix = new Float32Array(prefixRows.length * pre.len);
+    prefixHistory.forEach((len, u) => historyPrefix.fill(1 / len, u * pre.len, u * pre.len + len));
+    const shared: SharedLayout = {
+      prefixOf,
+      prefixIds: pre.ids,
+      prefixMask: pre.mask,
+      prefixLen: pre.len,
+      prefixLengths: prefixRows.map((r) => r.length),
+      historyWeights: historyPrefix,
+      refImages: Int32Array.from(refImages),
+      suffixIds: suf.ids,
+      suffixMask: suf.mask,
+      suffixLen: suf.len,
+      suffixLengths: suffixRows.map((r) => r.length),
+      likedTarget,
+      dislikedTarget,
+    };
+    return new Idefics2PreparedBatch(B, context, contextValid, collated.inputIds, mask, T, Int32Array.from([...liked, ...disliked]), liked.length, historyWeights, shared);
   }
 
   pairLogits(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
     if (!(prepared instanceof Idefics2PreparedBatch)) throw new Error('backbone idefics2: pairLogits needs a batch from this backbone\'s prepare()');
+    return this.options.sharedPrefix === false ? this.fullPath(prepared, options) : this.sharedPath(prepared, options);
+  }
+
+  /** The prefix provider's embeddings for the examples' history means (shape checked). */
+  private prefixTokens(historyWeights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
+    const d = this.m.config.text.hiddenSize;
+    const T = embeds.shape[1];
+    const historyMean = tf.reshape(tf.matMul(tf.tensor3d(historyWeights, [B, 1, T]), embeds), [B, d]) as tf.Tensor2D;
+    const out = this.prefix!.prefix({ historyMean });
+    if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
+    return out;
+  }
+
+  /** Two complete sequences per example (the reference path for the shared prefix). */
+  pairLogitsFull(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
+    if (!(prepared instanceof Idefics2PreparedBatch)) throw new Error('backbone idefics2: pairLogitsFull needs a batch from this backbone\'s prepare()');
+    return this.fullPath(prepared, options);
+  }
+
+  private fullPath(prepared: Idefics2PreparedBatch, options: ForwardOptions): PairLogits {
     const m = this.m;
     const B = prepared.size;
     const T = prepared.seqLen;
-    const d = m.config.text.hiddenSize;
     const ctx: RunContext = { training: options.training, seed: options.seed };
     return tf.tidy(() => {
       const feats = m.connector(prepared.context, prepared.contextValid, ctx);
-      const perSlot = tf.gather(feats, tf.tensor1d(prepared.slotImages, 'int32')) as tf.Tensor3D;
+      const perSlot = takeRows(feats, prepared.slotImages);
       const ids = new Int32Array(2 * B * T);
       ids.set(prepared.inputIds, 0);
       ids.set(prepared.inputIds, B * T);
@@ -253,9 +432,7 @@ export class Idefics2Backbone implements Backbone {
       let auxLoss: tf.Scalar | undefined;
       if (this.prefix) {
         const base = m.embed(ids.subarray(0, B * T), B, T, tf.slice(perSlot, [0, 0, 0], [prepared.likedSlots, -1, -1]) as tf.Tensor3D, mask.subarray(0, B * T));
-        const historyMean = tf.reshape(tf.matMul(tf.tensor3d(prepared.historyWeights, [B, 1, T]), base.embeds), [B, d]) as tf.Tensor2D;
-        const out = this.prefix.prefix({ historyMean });
-        if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
+        const out = this.prefixTokens(prepared.historyWeights, base.embeds, B);
         prefix = tf.concat([out.embeddings, out.embeddings], 0) as tf.Tensor3D;
         auxLoss = out.auxLoss;
       }
@@ -266,24 +443,110 @@ export class Idefics2Backbone implements Backbone {
     });
   }
 
+  /**
+   * The reference prefix of each example once, then its liked and disliked target turns (RoPE
+   * positions continuing after the prefix, keys = the prefix's real keys + the turn's own), packed
+   * without padding into one row matrix.
+   */
+  pairLogitsShared(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
+    if (!(prepared instanceof Idefics2PreparedBatch)) throw new Error('backbone idefics2: pairLogitsShared needs a batch from this backbone\'s prepare()');
+    return this.sharedPath(prepared, options);
+  }
+
+  /** Number of distinct reference prefixes a prepared batch runs (<= its size). */
+  static prefixCount(prepared: PreparedBatch): number {
+    if (!(prepared instanceof Idefics2PreparedBatch)) throw new Error('backbone idefics2: not a batch from prepare()');
+    return prepared.shared.prefixLengths.length;
+  }
+
+  private sharedPath(prepared: Idefics2PreparedBatch, options: ForwardOptions): PairLogits {
+    const m = this.m;
+    const B = prepared.size;
+    const s = prepared.shared;
+    const d = m.config.text.hiddenSize;
+    const ctx: RunContext = { training: options.training, seed: options.seed };
+    const Up = s.prefixLengths.length;
+    return tf.tidy(() => {
+      const feats = m.connector(prepared.context, prepared.contextValid, ctx);
+      const refFeats = s.refImages.length > 0 ? takeRows(feats, s.refImages) : null;
+      const pre = m.embed(s.prefixIds, Up, s.prefixLen, refFeats, s.prefixMask);
+      let prefixEmb = pre.embeds;
+      let P = 0;
+      let auxLoss: tf.Scalar | undefined;
+      if (this.prefix) {
+        if (Up !== B) throw new Error('backbone idefics2: a batch prepared without a prefix provider cannot run with one (prepare() again after setPrefixProvider)');
+        const out = this.prefixTokens(s.historyWeights, pre.embeds, B);
+        P = out.embeddings.shape[1];
+        prefixEmb = tf.concat([out.embeddings, pre.embeds], 1) as tf.Tensor3D;
+        auxLoss = out.auxLoss;
+      }
+      const targets = takeRows(feats, [...s.likedTarget, ...s.dislikedTarget]);
+      const sufIds = new Int32Array(2 * s.suffixIds.length);
+      sufIds.set(s.suffixIds, 0);
+      sufIds.set(s.suffixIds, s.suffixIds.length);
+      const sufMask = new Uint8Array(2 * s.suffixMask.length);
+      sufMask.set(s.suffixMask, 0);
+      sufMask.set(s.suffixMask, s.suffixMask.length);
+      const suf = m.embed(sufIds, 2 * B, s.suffixLen, targets, sufMask).embeds;
+      // One packed forward per unique prefix: the prefix, then the liked and the disliked turns of
+      // its examples. (Per group rather than the whole batch: on wasm every row slice copies its
+      // whole source tensor, so one big packed matrix would cost O(batch^2) in slicing.)
+      const take = (t: tf.Tensor3D, r: number, len: number) => tf.reshape(t.shape[0] === 1 && t.shape[1] === len ? t : tf.slice(t, [r, 0, 0], [1, len, d]), [len, d]) as tf.Tensor2D;
+      const rowOf: Array<{ liked: [number, number]; disliked: [number, number] }> = [];
+      const groupLogits: tf.Tensor2D[] = [];
+      for (let u = 0; u < Up; u++) {
+        const members = [...Array(B).keys()].filter((b) => s.prefixOf[b] === u);
+        const len = P + s.prefixLengths[u];
+        const pieces: tf.Tensor2D[] = [take(prefixEmb, u, len)];
+        const positions: number[] = Array.from({ length: len }, (_, t) => t);
+        const segments: AttentionSegment[] = [{ query: { start: 0, len }, keys: [{ start: 0, len }], causalOffset: 0 }];
+        const readRows: number[] = [];
+        let row = len;
+        for (const which of [0, 1]) {
+          for (const b of members) {
+            const sl = s.suffixLengths[b];
+            pieces.push(take(suf, which * B + b, sl));
+            for (let t = 0; t < sl; t++) positions.push(len + t);
+            segments.push({ query: { start: row, len: sl }, keys: [{ start: 0, len }, { start: row, len: sl }], causalOffset: len });
+            const r = readRows.push(row + sl - 1) - 1;
+            rowOf[b] ??= { liked: [0, 0], disliked: [0, 0] };
+            rowOf[b][which === 0 ? 'liked' : 'disliked'] = [u, r];
+            row += sl;
+          }
+        }
+        const packed = tf.concat(pieces, 0) as tf.Tensor2D;
+        groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, positions, segments, readRows }, { ctx: rowContext(ctx, u) }).logits);
+      }
+      const pick = (which: 'liked' | 'disliked') => {
+        if (Up === 1 && B === 1) return tf.slice(groupLogits[0], [which === 'liked' ? 0 : 1, 0], [1, -1]) as tf.Tensor2D;
+        return tf.concat(rowOf.map((r) => tf.slice(groupLogits[r[which][0]], [r[which][1], 0], [1, -1])), 0) as tf.Tensor2D;
+      };
+      const liked = pick('liked');
+      const disliked = pick('disliked');
+      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+    });
+  }
+
   setPrefixProvider(provider: PrefixProvider | null): void {
     this.prefix = provider;
   }
 
   async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
-    const rows: tf.Tensor1D[] = [];
-    for (const img of images) {
+    const dv = this.m.config.vision.hiddenSize;
+    const out = new Float32Array(images.length * dv);
+    for (const [i, img] of images.entries()) {
       const v = await this.vision(img);
-      rows.push(
-        tf.tidy(() => {
-          const w = tf.tensor2d(Float32Array.from(v.patchValid), [1, v.patchValid.length]);
-          return tf.reshape(tf.div(tf.matMul(w, v.hidden), tf.sum(w)), [-1]) as tf.Tensor1D;
-        }),
-      );
+      // Mean over real patches, accumulated in float64.
+      const acc = new Float64Array(dv);
+      let n = 0;
+      for (let p = 0; p < v.patches; p++) {
+        if (!v.patchValid[p]) continue;
+        n++;
+        for (let j = 0; j < dv; j++) acc[j] += v.hidden[p * dv + j];
+      }
+      for (let j = 0; j < dv; j++) out[i * dv + j] = acc[j] / n;
     }
-    const out = tf.stack(rows) as tf.Tensor2D;
-    tf.dispose(rows);
-    return out;
+    return tf.tensor2d(out, [images.length, dv]);
   }
 
   adapterVariables(): tf.Variable[] {
@@ -306,8 +569,7 @@ export class Idefics2Backbone implements Backbone {
   }
 
   dispose(): void {
-    for (const v of this.cache.values()) v.hidden.dispose();
-    this.cache.clear();
+    this.cache?.clearMemory();
     this.adapter?.detach();
     this.model?.dispose();
     this.model = null;

@@ -18,6 +18,10 @@ export { Idefics2WeightsError, TENSOR_NAME_ALIASES } from './model/weights';
 export type { LoadReport, LoadWeightsOptions } from './model/weights';
 export type { TextForwardOptions, TextForwardResult } from './model/text';
 export type { VisionOutput } from './model/vision';
+export { exportIdefics2Weights, saveIdefics2Checkpoint, Idefics2ExportError } from './model/export';
+export type { ExportedTensor, ExportDtype, SaveCheckpointOptions } from './model/export';
+export { makeBaseTrainable } from './model/trainable';
+export type { TrainableBaseOptions, TrainableWeight } from './model/trainable';
 export { Linear, EVAL } from './model/linear';
 export type { RunContext as ForwardContext } from './model/linear';
 export { LoraAdapter, LoraAdapterError, parseAdapterConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './lora/adapter';
@@ -34,7 +38,7 @@ export const contributions: Contribution[] = [
     kind: 'backbone',
     name: 'idefics2',
     description:
-      'IDEFICS2 (SigLIP + perceiver resampler + Mistral, Idefics2ForConditionalGeneration) in tfjs, float32, from a Hugging Face checkpoint directory, with PEFT LoRA (SPEC §3). Vision-tower outputs are cached per image; right padding; prefix tokens before BOS.',
+      'IDEFICS2 (SigLIP + perceiver resampler + Mistral, Idefics2ForConditionalGeneration) in tfjs, float32, from a Hugging Face checkpoint directory, with PEFT LoRA (SPEC §3). Vision-tower outputs are cached per image (memory budget, optional disk); the shared reference prefix of the two target sequences runs once; right padding; prefix tokens before BOS.',
     optionsSchema: {
       type: 'object',
       properties: {
@@ -57,7 +61,9 @@ export const contributions: Contribution[] = [
         usePrompt: { type: 'boolean', default: d.usePrompt, description: "Put \"The prompt is '...'\" in the user turns (the original's --use_prompt, parsed as a real boolean)." },
         maxPromptLen: { type: ['integer', 'null'], minimum: 0, default: d.maxPromptLen, description: 'Cut prompts to this many characters (code points, as the original); null keeps them whole.' },
         dtype: { enum: ['float32'], default: d.dtype, description: 'Compute dtype (weights in bf16/f16/f32 files are converted on load).' },
-        imageCacheSize: { type: 'integer', minimum: 1, default: d.imageCacheSize, description: 'Vision-tower outputs kept in memory (LRU, one per unique image).' },
+        imageCacheBytes: { type: 'integer', minimum: 0, default: d.imageCacheBytes, description: 'Memory budget in bytes of the vision-tower output cache (LRU by content hash, outside the wasm heap; 0 = no memory cache).' },
+        imageCacheDir: { type: ['string', 'null'], default: null, description: 'Directory of an on-disk vision-output cache (safetensors per image, named by content hash + a fingerprint of the vision weights), reused across runs; relative to the config file. null = memory only.' },
+        sharedPrefix: { type: 'boolean', default: d.sharedPrefix, description: 'Run the reference history shared by the liked- and disliked-target sequences once (KV prefix) and only the two target turns separately; false runs two full sequences (same logits, slower).' },
       },
       required: ['path'],
       additionalProperties: false,

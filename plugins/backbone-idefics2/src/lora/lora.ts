@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@userpref/core';
 import type { RunContext } from '../model/linear';
+import { dropoutMask, matMulThin } from '../model/ops';
 
 /** The paper's target modules (SPEC §3). */
 export const PAPER_TARGET_MODULES = '.*(text_model|modality_projection|perceiver_resampler).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$';
@@ -94,13 +95,19 @@ export class LoraModule {
     return new LoraModule(name, inFeatures, outFeatures, s.r, loraScale(s), s.dropout, a, b, index);
   }
 
-  /** scale * dropout(x) A^T B^T for x [N, in]. */
+  /**
+   * scale * dropout(x) A^T B^T for x [N, in]. The scale multiplies the thin [N, r] product (not the
+   * [N, out] result); the second product uses matMulThin's cheaper gradient.
+   */
   delta(x: tf.Tensor2D, ctx: RunContext): tf.Tensor2D {
     let h = x;
     if (ctx.training && this.dropout > 0) {
-      h = tf.dropout(x, this.dropout, undefined, ctx.seed === undefined ? undefined : mixSeed(ctx.seed, this.index)) as tf.Tensor2D;
+      const seed = ctx.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : mixSeed(ctx.seed, this.index);
+      h = tf.mul(x, dropoutMask(x.shape[0], x.shape[1], this.dropout, seed)) as tf.Tensor2D;
     }
-    return tf.mul(tf.matMul(tf.matMul(h, this.a), this.b), this.scale);
+    let u: tf.Tensor2D = tf.matMul(h, this.a);
+    if (this.scale !== 1) u = tf.mul(u, this.scale) as tf.Tensor2D;
+    return matMulThin(u, this.b);
   }
 
   /** scale A^T B^T [in, out]: what merging adds to the frozen [in, out] weight. */

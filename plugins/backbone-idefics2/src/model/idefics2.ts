@@ -14,6 +14,8 @@ import { EVAL, type Linear, type RunContext } from './linear';
 import { mergeInputEmbeddings, textForward, type TextForwardOptions, type TextForwardResult } from './text';
 import { connector, visionTower, type VisionOutput } from './vision';
 import { allLinears, disposeParams, loadIdefics2Weights, type Idefics2Params, type LoadReport, type LoadWeightsOptions } from './weights';
+import { exportIdefics2Weights, saveIdefics2Checkpoint, type ExportedTensor, type SaveCheckpointOptions } from './export';
+import { makeBaseTrainable, type TrainableBaseOptions, type TrainableWeight } from './trainable';
 
 export interface ForwardInputs {
   /** [B*T] token ids, right padded. */
@@ -136,6 +138,24 @@ export class Idefics2Model {
     } finally {
       feats?.dispose();
     }
+  }
+
+  /**
+   * Full-parameter training: the base weights (without the vision tower unless asked) as trainable
+   * tf.Variables, converted in place (see ./trainable.ts).
+   */
+  trainableBaseVariables(options: TrainableBaseOptions = {}): TrainableWeight[] {
+    return makeBaseTrainable(this.params, this.config, options);
+  }
+
+  /** Every weight under its Hugging Face name and layout (fusions and transposes undone; ./export.ts). */
+  exportWeights(): ExportedTensor[] {
+    return exportIdefics2Weights(this.params, this.config);
+  }
+
+  /** Writes a Hugging Face checkpoint directory of the current weights (non-weight files copied from `sourceDir`, default the loaded one). */
+  async saveCheckpoint(dir: string, options: SaveCheckpointOptions = {}): Promise<string[]> {
+    return saveIdefics2Checkpoint(this.params, this.config, dir, { ...options, sourceDir: options.sourceDir ?? this.dir });
   }
 
   dispose(): void {

@@ -10,9 +10,54 @@ import type { Activation } from './config';
 /** Large negative instead of -inf: a fully masked row stays finite (no NaN in gradients). */
 export const MASKED = -1e9;
 
+/**
+ * RMSNorm x * rsqrt(mean(x^2) + eps) * weight over the last axis. One custom-gradient op: the tape
+ * keeps x and the [.., 1] inverse RMS instead of the five [.., d] intermediates of the plain ops
+ * (training memory), and the backward is four elementwise passes. The forward is the plain ops'.
+ */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor1D, eps: number): tf.Tensor {
-  const variance = tf.mean(tf.square(x), -1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), weight);
+  const f = tf.customGrad((xx, ww, save) => {
+    const xt = xx as tf.Tensor;
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(xt), -1, true), eps));
+    (save as tf.GradSaveFunc)([xt, ww as tf.Tensor, r]);
+    return {
+      value: tf.mul(tf.mul(xt, r), ww as tf.Tensor),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [sx, sw, sr] = saved;
+          const gw = tf.mul(dy, sw);
+          // d/dx: r * g - x * r^3 * mean(g * x)
+          const dx = tf.sub(tf.mul(gw, sr), tf.mul(sx, tf.mul(tf.pow(sr, 3), tf.mean(tf.mul(gw, sx), -1, true))));
+          const d = sw.shape[0];
+          const dw = tf.sum(tf.reshape(tf.mul(dy, tf.mul(sx, sr)), [-1, d]), 0);
+          return [dx, dw];
+        }),
+    };
+  });
+  return f(x, weight);
+}
+
+/**
+ * act(g) * u (the gated MLP of SwiGLU layers). For silu one custom-gradient op keeping only g and u
+ * for the backward; other activations use the plain ops. Same forward numbers either way.
+ */
+export function gatedActivation(g: tf.Tensor, u: tf.Tensor, act: Activation): tf.Tensor {
+  if (act !== 'silu') return tf.mul(activate(g, act), u);
+  const f = tf.customGrad((gg, uu, save) => {
+    (save as tf.GradSaveFunc)([gg as tf.Tensor, uu as tf.Tensor]);
+    return {
+      value: tf.mul(tf.mul(gg as tf.Tensor, tf.sigmoid(gg as tf.Tensor)), uu as tf.Tensor),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [sg, su] = saved;
+          const sig = tf.sigmoid(sg);
+          // silu'(g) = s * (1 + g * (1 - s))
+          const dsilu = tf.mul(sig, tf.add(tf.mul(sg, tf.sub(1, sig)), 1));
+          return [tf.mul(tf.mul(dy, su), dsilu), tf.mul(dy, tf.mul(sg, sig))];
+        }),
+    };
+  });
+  return f(g, u);
 }
 
 export function layerNorm(x: tf.Tensor, weight: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
@@ -119,11 +164,72 @@ export function ropeTables(positions: ArrayLike<number>, headDim: number, theta:
 }
 
 /**
- * Applies RoPE to x [B*T, heads*hd] laid out as [B, T, heads, hd]; cos / sinSigned are tensors
- * [1, T, 1, hd] (shared positions) or [B, T, 1, hd].
+ * The permutation matrix R [hd, hd] with x R = [x2, x1] (the halves of x swapped). RoPE uses it
+ * instead of tf.reverse: on wasm a tiny plain matMul is several times faster than Reverse, and it
+ * is exact (one product by 1 plus zeros per output).
  */
-export function applyRope(x: tf.Tensor, B: number, T: number, heads: number, hd: number, cos: tf.Tensor, sinSigned: tf.Tensor): tf.Tensor {
+export function halfSwapMatrix(hd: number): tf.Tensor2D {
+  const half = hd / 2;
+  const data = new Float32Array(hd * hd);
+  for (let i = 0; i < half; i++) {
+    data[(half + i) * hd + i] = 1;
+    data[i * hd + half + i] = 1;
+  }
+  return tf.tensor2d(data, [hd, hd]);
+}
+
+/**
+ * Applies RoPE to x [B*T, heads*hd] laid out as [B, T, heads, hd]; cos / sinSigned are tensors
+ * [1, T, 1, hd] (shared positions) or [B, T, 1, hd]. `swap` = halfSwapMatrix(hd) (made here if
+ * omitted; pass it to reuse one across layers).
+ */
+export function applyRope(x: tf.Tensor, B: number, T: number, heads: number, hd: number, cos: tf.Tensor, sinSigned: tf.Tensor, swap?: tf.Tensor2D): tf.Tensor {
   const x4 = tf.reshape(x, [B, T, heads, hd]);
-  const swapped = tf.reshape(tf.reverse(tf.reshape(x4, [B, T, heads, 2, hd / 2]), 3), [B, T, heads, hd]);
+  const r = swap ?? halfSwapMatrix(hd);
+  const swapped = tf.reshape(tf.matMul(tf.reshape(x, [B * T * heads, hd]) as tf.Tensor2D, r), [B, T, heads, hd]);
+  if (!swap) r.dispose();
   return tf.reshape(tf.add(tf.mul(x4, cos), tf.mul(swapped, sinSigned)), [B * T, heads * hd]);
+}
+
+/**
+ * a [M, K] x b [K, N] for a thin a (K small, e.g. a LoRA rank) and both inputs trainable. tfjs'
+ * gradient db = a^T g makes the large g [M, N] the second operand, which XNNPACK re-packs on every
+ * call (slow on wasm); db = (g^T a)^T gives the same numbers with a small second operand.
+ */
+export const matMulThin = tf.customGrad((a, b, save) => {
+  (save as tf.GradSaveFunc)([a as tf.Tensor, b as tf.Tensor]);
+  return {
+    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const [sa, sb] = saved as tf.Tensor2D[];
+        const g = dy as tf.Tensor2D;
+        return [tf.matMul(g, tf.transpose(sb) as tf.Tensor2D), tf.transpose(tf.matMul(tf.transpose(g) as tf.Tensor2D, sa))];
+      }),
+  };
+}) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
+/**
+ * Inverted-dropout multiplier [rows, cols] (0 or 1/(1-rate)) from a 32-bit seed, drawn in
+ * JavaScript with a small counter-based generator: tf.dropout's per-element seeded RNG costs ~30 ns
+ * an element on this CPU, this ~2.
+ */
+export function dropoutMask(rows: number, cols: number, rate: number, seed: number): tf.Tensor2D {
+  const n = rows * cols;
+  const data = new Float32Array(n);
+  const keep = 1 - rate;
+  const scale = 1 / keep;
+  // 24-bit threshold: an element is kept when its uniform draw u in [0, 1) is < keep.
+  const threshold = Math.floor(keep * 16777216);
+  let state = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    // splitmix32
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x21f0aaad);
+    z = Math.imul(z ^ (z >>> 15), 0x735a2d97);
+    z = (z ^ (z >>> 15)) >>> 8;
+    if (z < threshold) data[i] = scale;
+  }
+  return tf.tensor2d(data, [rows, cols]);
 }

@@ -5,9 +5,13 @@
  * Padding convention: RIGHT padding. Real tokens of every sequence sit at positions 0..len-1 with
  * RoPE positions 0..len-1, exactly as in an unpadded forward (transformers' forward uses positions
  * 0..T-1 whatever the mask, so right padding is the layout for which a padded batch reproduces the
- * unpadded logits), and the logits are read at each sequence's last real position. Under the
- * causal mask a real query never sees a later pad key, so for right-padded masks the causal mask
- * alone is exact; any other mask (holes, left padding) adds a key-padding mask.
+ * unpadded logits), and the logits are read at each sequence's last real position. Attention
+ * trims each row's keys to its real length, so right padding costs no mask; any other mask (holes,
+ * left padding) adds a key-padding mask.
+ *
+ * `textForwardPacked` is the general form: rows of several sequences or sequence parts packed in one
+ * matrix, with per-segment attention (./attention.ts). The backbone uses it to run a shared
+ * reference prefix once and the two target suffixes on top of its keys.
  *
  * Prepended embeddings (preference tokens, SPEC §5) go before BOS of every sequence: the sequence
  * grows by the same length everywhere, the mask gets ones there and the last index shifts, which
@@ -19,7 +23,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Idefics2Config } from './config';
 import type { RunContext } from './linear';
-import { activate, applyRope, attention, MASKED, ropeTables, rmsNorm } from './ops';
+import { planSegments, segmentAttention, type AttentionSegment } from './attention';
+import { applyRope, gatedActivation, halfSwapMatrix, ropeTables, rmsNorm } from './ops';
 import type { Idefics2Params } from './weights';
 
 export interface TextForwardOptions {
@@ -54,26 +59,35 @@ export function lastRealIndex(mask: ArrayLike<number>, B: number, T: number): nu
   return out;
 }
 
-/** True when every row is ones then zeros (right padding), where the causal mask suffices. */
-function isRightPadded(mask: ArrayLike<number>, B: number, T: number): boolean {
-  for (let b = 0; b < B; b++) {
-    let seenPad = false;
-    for (let t = 0; t < T; t++) {
-      if (!mask[b * T + t]) seenPad = true;
-      else if (seenPad) return false;
-    }
-  }
-  return true;
+/** Real length of a row that is ones then zeros (right padding), or -1 for any other pattern. */
+function rightPaddedLength(mask: ArrayLike<number>, b: number, T: number): number {
+  let len = 0;
+  while (len < T && mask[b * T + len]) len++;
+  for (let t = len; t < T; t++) if (mask[b * T + t]) return -1;
+  return len;
 }
 
-function causalMask(T: number, window: number | null): tf.Tensor {
-  const data = new Float32Array(T * T);
-  for (let i = 0; i < T; i++) {
-    for (let j = 0; j < T; j++) {
-      if (j > i || (window !== null && i - j >= window)) data[i * T + j] = MASKED;
-    }
+/** Host copies of frozen embedding tables, by data id (a replaced or trained table gets a new one). */
+const hostTables = new WeakMap<object, Float32Array>();
+/** Tables up to this many elements (64 MB) are looked up on the host. */
+const HOST_TABLE_LIMIT = 1 << 24;
+
+/**
+ * Rows `ids` of an embedding table [vocab, d]. tf.gather costs ~45 ns an element on wasm; a frozen
+ * table of moderate size is copied to the host once and indexed there (~1 ns). Trainable tables
+ * (tf.Variable) and very large ones use tf.gather, whose gradient reaches the table.
+ */
+function lookupRows(table: tf.Tensor2D, ids: readonly number[]): tf.Tensor2D {
+  const [vocab, d] = table.shape;
+  if (table instanceof tf.Variable || vocab * d > HOST_TABLE_LIMIT) return tf.gather(table, tf.tensor1d(ids as number[], 'int32'));
+  let host = hostTables.get(table.dataId);
+  if (!host) {
+    host = table.dataSync() as Float32Array;
+    hostTables.set(table.dataId, host);
   }
-  return tf.tensor(data, [1, 1, 1, T, T]);
+  const out = new Float32Array(ids.length * d);
+  for (let i = 0; i < ids.length; i++) out.set(host.subarray(ids[i] * d, ids[i] * d + d), i * d);
+  return tf.tensor2d(out, [ids.length, d]);
 }
 
 /**
@@ -102,16 +116,128 @@ export function mergeInputEmbeddings(params: Idefics2Params, config: Idefics2Con
     throw new Error(`the batch has ${imageRows} image tokens (id ${imageId}) but the image features provide ${available} rows (${imageFeatures ? imageFeatures.shape.join('x') : 'none'})`);
   }
   return tf.tidy(() => {
-    const textEmb = tf.gather(params.text.embed, tf.tensor1d(textIds, 'int32'));
+    const textEmb = lookupRows(params.text.embed, textIds);
     if (imageRows === 0) return tf.reshape(textEmb, [B, T, d]) as tf.Tensor3D;
-    const nText = textIds.length;
-    for (let i = 0; i < map.length; i++) if (map[i] < 0) map[i] = nText + (-1 - map[i]);
-    const source = tf.concat([textEmb, tf.reshape(imageFeatures!, [imageRows, d])], 0);
-    return tf.reshape(tf.gather(source, tf.tensor1d(map, 'int32')), [B, T, d]) as tf.Tensor3D;
+    // Runs of consecutive text rows and of consecutive image rows, concatenated (slices, not a
+    // gather: cheaper on wasm forward and backward).
+    const images = tf.reshape(imageFeatures!, [imageRows, d]);
+    const pieces: tf.Tensor[] = [];
+    for (let i = 0; i < map.length; ) {
+      const isImage = map[i] < 0;
+      const first = isImage ? -1 - map[i] : map[i];
+      let j = i + 1;
+      while (j < map.length && (map[j] < 0) === isImage && (isImage ? -1 - map[j] : map[j]) === first + (j - i)) j++;
+      pieces.push(tf.slice(isImage ? images : textEmb, [first, 0], [j - i, d]));
+      i = j;
+    }
+    return tf.reshape(pieces.length === 1 ? pieces[0] : tf.concat(pieces, 0), [B, T, d]) as tf.Tensor3D;
   });
 }
 
-/** Runs the text model on embeddings [B, T, d]; returns last-position logits (and extras). */
+/** A packed batch: rows of several sequences (or sequence parts) in one [N, d] matrix. */
+export interface PackedTextInput {
+  /** [N, d] input embeddings. */
+  readonly embeds: tf.Tensor2D;
+  /** RoPE position of each row. */
+  readonly positions: ArrayLike<number>;
+  /** Attention structure (see ./attention.ts); segments tile the rows in order. */
+  readonly segments: readonly AttentionSegment[];
+  /** Rows whose logits are returned, in this order. */
+  readonly readRows: readonly number[];
+}
+
+export interface PackedTextOptions {
+  readonly ctx: RunContext;
+  /** Also return each layer's input and output rows ([N, d], kept). */
+  readonly outputHiddenStates?: boolean;
+  /** Layers whose attention probabilities are returned (per segment [H, Tq, Tk], kept). */
+  readonly outputAttentions?: readonly number[];
+}
+
+export interface PackedTextResult {
+  /** [readRows, vocab] */
+  readonly logits: tf.Tensor2D;
+  readonly hiddenStates?: tf.Tensor2D[];
+  readonly attentions?: Array<tf.Tensor3D[] | undefined>;
+}
+
+/**
+ * The decoder layers on a packed batch. Linear layers, norms and RoPE run on all rows at once;
+ * attention runs per segment (./attention.ts). Only the read rows reach the final norm and the LM
+ * head.
+ */
+export function textForwardPacked(params: Idefics2Params, config: Idefics2Config, input: PackedTextInput, options: PackedTextOptions): PackedTextResult {
+  const tc = config.text;
+  const [N, d] = input.embeds.shape;
+  if (d !== tc.hiddenSize) throw new Error(`embeddings have width ${d}; text_config.hidden_size is ${tc.hiddenSize}`);
+  if (input.positions.length !== N) throw new Error(`${input.positions.length} positions for ${N} rows`);
+  for (const r of input.readRows) if (!(r >= 0 && r < N)) throw new Error(`read row ${r} is outside [0, ${N})`);
+  const attLayers = new Set(options.outputAttentions ?? []);
+  const { cos, sinSigned } = ropeTables(input.positions, tc.headDim, tc.ropeTheta);
+  const hiddenStates: tf.Tensor2D[] = [];
+  const attentions: Array<tf.Tensor3D[] | undefined> = [];
+  const dims = { heads: tc.numHeads, kvHeads: tc.numKvHeads, headDim: tc.headDim };
+  const logits = tf.tidy(() => {
+    const cosT = tf.tensor(cos, [1, N, 1, tc.headDim]);
+    const sinT = tf.tensor(sinSigned, [1, N, 1, tc.headDim]);
+    const swap = halfSwapMatrix(tc.headDim);
+    const plan = planSegments(input.segments.map((s) => ({ ...s, window: s.window ?? tc.slidingWindow })));
+    let h = input.embeds;
+    if (options.outputHiddenStates) hiddenStates.push(tf.keep(tf.clone(h)));
+    params.text.layers.forEach((layer, l) => {
+      // Each layer in its own scope: only h (and what the tape saves) outlives it.
+      h = tf.tidy(() => {
+        const a = rmsNorm(h, layer.inputNorm.w, tc.rmsNormEps) as tf.Tensor2D;
+        const [q, k, v] = layer.qkv.apply(a, options.ctx);
+        const qr = applyRope(q, 1, N, tc.numHeads, tc.headDim, cosT, sinT, swap) as tf.Tensor2D;
+        const kr = applyRope(k, 1, N, tc.numKvHeads, tc.headDim, cosT, sinT, swap) as tf.Tensor2D;
+        const att = segmentAttention(qr, kr, v, plan, dims, attLayers.has(l));
+        if (att.probs) attentions[l] = att.probs.map((p) => tf.keep(p));
+        const h1 = tf.add(h, layer.o.apply1(att.out, options.ctx));
+        const m = rmsNorm(h1, layer.postNorm.w, tc.rmsNormEps) as tf.Tensor2D;
+        const [g, u] = layer.gateUp.apply(m, options.ctx);
+        return tf.add(h1, layer.down.apply1(gatedActivation(g, u, tc.hiddenAct) as tf.Tensor2D, options.ctx)) as tf.Tensor2D;
+      });
+      if (options.outputHiddenStates) hiddenStates.push(tf.keep(tf.clone(h)));
+    });
+    const rows = readRows(h, input.readRows);
+    return params.text.lmHead.apply1(rmsNorm(rows, params.text.norm.w, tc.rmsNormEps) as tf.Tensor2D, options.ctx);
+  });
+  return {
+    logits,
+    ...(options.outputHiddenStates ? { hiddenStates } : {}),
+    ...(attLayers.size > 0 ? { attentions } : {}),
+  };
+}
+
+/** Rows `rows` of h [N, d] (slices of consecutive runs). */
+function readRows(h: tf.Tensor2D, rows: readonly number[]): tf.Tensor2D {
+  const d = h.shape[1];
+  const pieces: tf.Tensor2D[] = [];
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[i] + (j - i)) j++;
+    pieces.push(tf.slice(h, [rows[i], 0], [j - i, d]));
+    i = j;
+  }
+  return pieces.length === 1 ? pieces[0] : (tf.concat(pieces, 0) as tf.Tensor2D);
+}
+
+/**
+ * The run context of the i-th of several forwards in one call: its own dropout seed (so rows or
+ * groups run separately do not share dropout masks); i = 0 keeps the caller's.
+ */
+export function rowContext(ctx: RunContext, i: number): RunContext {
+  if (i === 0 || ctx.seed === undefined) return ctx;
+  return { ...ctx, seed: (ctx.seed + Math.imul(i, 0x9e3779b1)) >>> 0 };
+}
+
+/**
+ * Runs the text model on embeddings [B, T, d]; returns last-position logits (and extras). Each row
+ * attends to its real keys only: a right-padded row to its first len keys (no mask needed), any
+ * other mask pattern through a key mask. Pad query rows attend to their row's real keys (as in
+ * transformers), so they stay finite; their values are never read.
+ */
 export function textForward(params: Idefics2Params, config: Idefics2Config, embeds: tf.Tensor3D, options: TextForwardOptions): TextForwardResult {
   const tc = config.text;
   const [B, T, d] = embeds.shape;
@@ -122,44 +248,47 @@ export function textForward(params: Idefics2Params, config: Idefics2Config, embe
   if (last.length !== B) throw new Error(`lastIndex has ${last.length} entries for a batch of ${B}`);
   for (const [b, i] of last.entries()) if (!(i >= 0 && i < T)) throw new Error(`lastIndex[${b}] = ${i} is outside [0, ${T})`);
   const wantAtt = options.outputAttentions;
-  const attLayers = new Set<number>(wantAtt === true ? tc.numLayers > 0 ? [...Array(tc.numLayers).keys()] : [] : Array.isArray(wantAtt) ? wantAtt : []);
+  const attLayers = wantAtt === true ? [...Array(tc.numLayers).keys()] : Array.isArray(wantAtt) ? [...wantAtt] : [];
 
-  const positions = Array.from({ length: T }, (_, i) => i);
-  const { cos, sinSigned } = ropeTables(positions, tc.headDim, tc.ropeTheta);
-  const hiddenStates: tf.Tensor3D[] = [];
-  const attentions: Array<tf.Tensor4D | undefined> = [];
-  const result = tf.tidy(() => {
-    const cosT = tf.tensor(cos, [1, T, 1, tc.headDim]);
-    const sinT = tf.tensor(sinSigned, [1, T, 1, tc.headDim]);
-    const masks: tf.Tensor[] = [causalMask(T, tc.slidingWindow)];
-    if (!isRightPadded(mask, B, T)) {
-      const kp = new Float32Array(B * T);
-      for (let i = 0; i < B * T; i++) if (!mask[i]) kp[i] = MASKED;
-      masks.push(tf.tensor(kp, [B, 1, 1, 1, T]));
-    }
-    const shape = { batch: B, queryLen: T, keyLen: T, heads: tc.numHeads, kvHeads: tc.numKvHeads, headDim: tc.headDim };
-    let h = tf.reshape(embeds, [B * T, d]) as tf.Tensor2D;
-    if (options.outputHiddenStates) hiddenStates.push(tf.keep(tf.reshape(h, [B, T, d]) as tf.Tensor3D));
-    params.text.layers.forEach((layer, l) => {
-      const a = rmsNorm(h, layer.inputNorm.w, tc.rmsNormEps) as tf.Tensor2D;
-      const [q, k, v] = layer.qkv.apply(a, options.ctx);
-      const qr = applyRope(q, B, T, tc.numHeads, tc.headDim, cosT, sinT);
-      const kr = applyRope(k, B, T, tc.numKvHeads, tc.headDim, cosT, sinT);
-      const att = attention(qr, kr, v, shape, masks, attLayers.has(l));
-      if (att.probs) attentions[l] = tf.keep(att.probs);
-      h = tf.add(h, layer.o.apply1(att.out, options.ctx));
-      const m = rmsNorm(h, layer.postNorm.w, tc.rmsNormEps) as tf.Tensor2D;
-      const [g, u] = layer.gateUp.apply(m, options.ctx);
-      h = tf.add(h, layer.down.apply1(tf.mul(activate(g, tc.hiddenAct), u) as tf.Tensor2D, options.ctx));
-      if (options.outputHiddenStates) hiddenStates.push(tf.keep(tf.reshape(h, [B, T, d]) as tf.Tensor3D));
-    });
-    // Only the rows that are read go through the final norm and the LM head.
-    const rows = tf.concat(last.map((i, b) => tf.slice(h, [b * T + i, 0], [1, d])), 0) as tf.Tensor2D;
-    return params.text.lmHead.apply1(rmsNorm(rows, params.text.norm.w, tc.rmsNormEps) as tf.Tensor2D, options.ctx);
-  });
-  return {
-    logits: result,
-    ...(options.outputHiddenStates ? { hiddenStates } : {}),
-    ...(attLayers.size > 0 ? { attentions } : {}),
+  // One packed forward per row (on wasm every row slice copies its whole source tensor, so slicing
+  // rows out of one [B*T, d] matrix in every layer would cost O(B^2)).
+  const positions = Int32Array.from({ length: T }, (_, t) => t);
+  const logits: tf.Tensor2D[] = [];
+  const hidden: tf.Tensor2D[][] = [];
+  const atts: Array<Array<tf.Tensor3D[] | undefined>> = [];
+  const keyLens: number[] = [];
+  for (let b = 0; b < B; b++) {
+    const len = rightPaddedLength(mask, b, T);
+    if (len === 0) throw new Error(`sequence ${b} of the batch has no real token (attention mask all zero)`);
+    const segment: AttentionSegment =
+      len > 0
+        ? { query: { start: 0, len: T }, keys: [{ start: 0, len }], causalOffset: 0 }
+        : { query: { start: 0, len: T }, keys: [{ start: 0, len: T }], causalOffset: 0, keyValid: Array.from({ length: T }, (_, t) => (mask[b * T + t] ? 1 : 0)) };
+    keyLens.push(len > 0 ? len : T);
+    const row = tf.tidy(() => tf.reshape(B === 1 ? embeds : tf.slice(embeds, [b, 0, 0], [1, T, d]), [T, d]) as tf.Tensor2D);
+    const out = textForwardPacked(params, config, { embeds: row, positions, segments: [segment], readRows: [last[b]] }, { ctx: rowContext(options.ctx, b), outputHiddenStates: options.outputHiddenStates, outputAttentions: attLayers });
+    row.dispose();
+    logits.push(out.logits);
+    if (out.hiddenStates) hidden.push(out.hiddenStates);
+    if (out.attentions) atts.push(out.attentions);
+  }
+  const result: { logits: tf.Tensor2D; hiddenStates?: tf.Tensor3D[]; attentions?: Array<tf.Tensor4D | undefined> } = {
+    logits: B === 1 ? logits[0] : (tf.concat(logits, 0) as tf.Tensor2D),
   };
+  if (B > 1) tf.dispose(logits);
+  if (options.outputHiddenStates) {
+    result.hiddenStates = hidden[0].map((_, l) => tf.stack(hidden.map((h) => h[l])) as tf.Tensor3D);
+    for (const h of hidden) tf.dispose(h);
+  }
+  if (attLayers.length > 0) {
+    // Per row [H, T, len] -> [B, H, T, T] with zeros for the trimmed pad keys.
+    result.attentions = atts[0].map((first, l) => {
+      if (!first) return undefined;
+      const perRow = atts.map((a) => a[l]![0]);
+      const full = tf.tidy(() => tf.stack(perRow.map((p, b) => (keyLens[b] === T ? p : tf.pad(p, [[0, 0], [0, 0], [0, T - keyLens[b]]])))) as tf.Tensor4D);
+      tf.dispose(perRow);
+      return full;
+    });
+  }
+  return result;
 }

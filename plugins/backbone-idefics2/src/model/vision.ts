@@ -13,7 +13,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Idefics2Config } from './config';
 import type { RunContext } from './linear';
-import { activate, attention, keyPaddingMask, layerNorm, rmsNorm } from './ops';
+import { planSegments, segmentAttention, type AttentionSegment } from './attention';
+import { activate, attention, gatedActivation, keyPaddingMask, layerNorm, rmsNorm } from './ops';
 import type { Idefics2Params } from './weights';
 
 /** Output of the vision tower for n images padded to a common patch count. */
@@ -139,18 +140,27 @@ export function connector(params: Idefics2Params, config: Idefics2Config, contex
   const d = pc.hiddenSize;
   return tf.tidy(() => {
     const [gate, up] = c.projGateUp.apply(tf.reshape(context, [n * P, dv]), ctx);
-    const projected = tf.reshape(c.projDown.apply1(tf.mul(activate(gate, config.text.hiddenAct), up) as tf.Tensor2D, ctx), [n, P, d]);
-    let valid: Uint8Array | null = null;
-    if (patchValid) {
-      valid = new Uint8Array(n * (P + L));
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < P; j++) valid[i * (P + L) + j] = patchValid[i * P + j] ? 1 : 0;
-        valid.fill(1, i * (P + L) + P, (i + 1) * (P + L));
+    const projected = tf.reshape(c.projDown.apply1(gatedActivation(gate, up, config.text.hiddenAct) as tf.Tensor2D, ctx), [n, P, d]);
+    // Attention per chunk of images: each image's L latent queries see its real patches and its
+    // latents only (block-diagonal mask over the chunk). Chunks of a few images keep the matMuls
+    // 2-D and few (per-op overhead dominates tiny per-image products on wasm; a batched matMul
+    // takes a slow path) while the masked waste stays bounded (~1k keys a chunk).
+    const segments: AttentionSegment[] = [];
+    const chunk = Math.max(1, Math.floor(1024 / (P + L)));
+    for (let i0 = 0; i0 < n; i0 += chunk) {
+      const c = Math.min(chunk, n - i0);
+      const qg = new Int32Array(c * L);
+      const kg = new Int32Array(c * (P + L));
+      const keyValid = new Uint8Array(c * (P + L)).fill(1);
+      for (let i = 0; i < c; i++) {
+        qg.fill(i, i * L, (i + 1) * L);
+        kg.fill(i, i * (P + L), (i + 1) * (P + L));
+        if (patchValid) for (let j = 0; j < P; j++) keyValid[i * (P + L) + j] = patchValid[(i0 + i) * P + j] ? 1 : 0;
       }
+      segments.push({ query: { start: i0 * L, len: c * L }, keys: [{ start: i0 * (P + L), len: c * (P + L) }], causalOffset: null, keyValid, groups: { query: qg, key: kg } });
     }
-    const mask = valid ? keyPaddingMask(valid, n, P + L) : null;
-    const masks = mask ? [mask] : [];
-    const shape = { batch: n, queryLen: L, keyLen: P + L, heads: pc.numHeads, kvHeads: pc.numKvHeads, headDim: pc.headDim };
+    const plan = planSegments(segments);
+    const dims = { heads: pc.numHeads, kvHeads: pc.numKvHeads, headDim: pc.headDim };
     let latents = tf.reshape(tf.tile(tf.expandDims(c.latents, 0), [n, 1, 1]), [n * L, d]) as tf.Tensor2D;
     for (const layer of c.layers) {
       const latN = rmsNorm(latents, layer.latentsNorm.w, pc.rmsNormEps) as tf.Tensor2D;
@@ -158,11 +168,11 @@ export function connector(params: Idefics2Params, config: Idefics2Config, contex
       const q = layer.q.apply1(latN, ctx);
       const kvIn = tf.reshape(tf.concat([ctxN, tf.reshape(latN, [n, L, d])], 1), [n * (P + L), d]) as tf.Tensor2D;
       const [k, v] = layer.kv.apply(kvIn, ctx);
-      const att = attention(q, k, v, shape, masks, false);
+      const att = segmentAttention(q, k, v, plan, dims);
       latents = tf.add(latents, layer.o.apply1(att.out, ctx));
       const m = rmsNorm(latents, layer.postNorm.w, pc.rmsNormEps) as tf.Tensor2D;
       const [g, u] = layer.gateUp.apply(m, ctx);
-      latents = tf.add(latents, layer.down.apply1(tf.mul(activate(g, pc.hiddenAct), u) as tf.Tensor2D, ctx));
+      latents = tf.add(latents, layer.down.apply1(gatedActivation(g, u, pc.hiddenAct) as tf.Tensor2D, ctx));
     }
     return tf.reshape(rmsNorm(latents, c.norm.w, pc.rmsNormEps), [n, L, d]) as tf.Tensor3D;
   });
