@@ -76,7 +76,7 @@ runMain(async () => {
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
     step('5/6 stage 2: preference tokens on the stage-1 adapter');
-    runApp('train2', ['--exp_name', 'stage2', '--lora_path', path.join(stage1, 'adapter')]);
+    runApp('train2', ['--exp_name', 'stage2', '--max_steps', '20', '--lora_path', path.join(stage1, 'adapter')]);
   }
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');

@@ -335,14 +335,7 @@ export class Idefics2Backbone implements Backbone {
       likedTarget[b] = indexOf(likedImage);
       dislikedTarget[b] = indexOf(dislikedImage);
       const targetStart = enc.imageSlots[enc.imageSlots.length - 1].start;
-      let end = -1;
-      for (let t = targetStart - 1; t >= 0; t--) {
-        if (enc.inputIds[t] === p.tokens.endOfUtterance) {
-          end = t;
-          break;
-        }
-      }
-      const len = end >= 0 ? end + 1 : Math.max(1, targetStart - 1);
+      const len = historyLength(enc.inputIds, targetStart, p.tokens.endOfUtterance);
       historyWeights.fill(1 / len, b * T, b * T + len);
       // Shared prefix: everything before the target's <image> run (its <fake_token_around_image>
       // included); the target turn is the rest.
@@ -574,4 +567,13 @@ export class Idefics2Backbone implements Backbone {
     this.model?.dispose();
     this.model = null;
   }
+}
+
+/**
+ * Length of the reference history of an encoded example: the tokens up to and including the last
+ * <end_of_utterance> before the target image (what PrefixContext.historyMean averages).
+ */
+export function historyLength(inputIds: ArrayLike<number>, targetStart: number, endOfUtterance: number): number {
+  for (let t = targetStart - 1; t >= 0; t--) if (inputIds[t] === endOfUtterance) return t + 1;
+  return Math.max(1, targetStart - 1);
 }

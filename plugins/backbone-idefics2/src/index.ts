@@ -8,7 +8,7 @@ import { ContainerModule, inject, injectable, named } from 'inversify';
 import { Backbone, Logger, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
 import { DEFAULT_BACKBONE_OPTIONS, Idefics2Backbone, type Idefics2BackboneOptions } from './backbone';
 
-export { Idefics2Backbone, DEFAULT_BACKBONE_OPTIONS } from './backbone';
+export { Idefics2Backbone, DEFAULT_BACKBONE_OPTIONS, historyLength } from './backbone';
 export type { Idefics2BackboneOptions } from './backbone';
 export { Idefics2Model } from './model/idefics2';
 export type { ForwardInputs, EmbeddedBatch } from './model/idefics2';

@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { PreferenceExample, PreferenceImage, PrefixProvider } from '@userpref/core';
-import { EVAL, Idefics2Processor, type Idefics2Backbone } from '@userpref/backbone-idefics2';
+import { EVAL, Idefics2Processor, historyLength, type Idefics2Backbone } from '@userpref/backbone-idefics2';
 import { targetToPrefixAttention, type TargetRows } from './attention';
 
 /** What the miner needs from a model: per example, per selected layer, attention target -> prefix. */
@@ -121,14 +121,7 @@ export class Idefics2AttentionProbe implements AttentionProbe {
     encodings.forEach((enc, b) => {
       const targetStart = enc.imageSlots[enc.imageSlots.length - 1].start;
       targetStarts.push(targetStart);
-      let end = -1;
-      for (let t = targetStart - 1; t >= 0; t--) {
-        if (enc.inputIds[t] === p.tokens.endOfUtterance) {
-          end = t;
-          break;
-        }
-      }
-      const len = end >= 0 ? end + 1 : Math.max(1, targetStart - 1);
+      const len = historyLength(enc.inputIds, targetStart, p.tokens.endOfUtterance);
       historyWeights.fill(1 / len, b * T, b * T + len);
     });
 
