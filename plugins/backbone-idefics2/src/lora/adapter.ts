@@ -75,8 +75,13 @@ export class LoraAdapter {
   peftTensors(): TensorToWrite[] {
     const out: TensorToWrite[] = [];
     for (const { module: m } of this.entries) {
-      const a = tf.tidy(() => tf.transpose(m.a).dataSync() as Float32Array);
-      const b = tf.tidy(() => tf.transpose(m.b).dataSync() as Float32Array);
+      // Read outside tidy: tidy walks whatever its function returns, element by element.
+      const at = tf.transpose(m.a);
+      const bt = tf.transpose(m.b);
+      const a = at.dataSync() as Float32Array;
+      const b = bt.dataSync() as Float32Array;
+      at.dispose();
+      bt.dispose();
       out.push({ name: `${PEFT_PREFIX}${m.name}.lora_A.weight`, dtype: 'F32', shape: [m.r, m.inFeatures], data: a });
       out.push({ name: `${PEFT_PREFIX}${m.name}.lora_B.weight`, dtype: 'F32', shape: [m.outFeatures, m.r], data: b });
     }
