@@ -13,7 +13,7 @@ import { SafetensorsFile, writeSafetensors } from '@userpref/safetensors';
 import { LoraAdapter, parseAdapterConfig, parsePeftKey } from '../src/lora/adapter';
 import { PAPER_LORA, PAPER_TARGET_MODULES, targetMatcher } from '../src/lora/lora';
 import { Idefics2Model } from '../src/model/idefics2';
-import { GOLDEN_DIR, checkFingerprint, readGolden, recipeBatch, relErr, tinyCheckpoint, type ModelGolden } from './model-fixtures';
+import { GOLDEN_DIR, checkFingerprint, goldenPaddedInputs, readGolden, recipeBatch, relErr, tinyCheckpoint, type ModelGolden } from './model-fixtures';
 
 interface PeftGolden {
   modules: string[];
@@ -48,14 +48,7 @@ describe('LoRA (PEFT semantics) on the tiny IDEFICS2', () => {
   /** The padded batch of the goldens: logits [2, vocab]. */
   function paddedLogits(training = false, seed?: number): number[][] {
     const g = golden.padded;
-    const T = Math.max(...g.input_ids.map((s) => s.length));
-    const ids = new Int32Array(2 * T).fill(g.pad_token_id);
-    const am = new Uint8Array(2 * T);
-    g.input_ids.forEach((s, b) => {
-      ids.set(s, b * T);
-      am.fill(1, b * T, b * T + s.length);
-    });
-    const { pixelValues, mask } = recipeBatch([...g.images[0], ...g.images[1]], golden.image_sizes, golden.image_size);
+    const { ids, am, T, pixelValues, mask } = goldenPaddedInputs(golden);
     const out = model.forward({ inputIds: ids, batch: 2, seqLen: T, attentionMask: am, pixelValues, pixelAttentionMask: mask }, { ctx: { training, seed } });
     const v = out.logits.arraySync();
     tf.dispose([out.logits, pixelValues]);

@@ -108,3 +108,20 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return num / den;
 }
+
+/**
+ * The goldens' padded batch as model inputs: the two sequences right-padded to the longer one,
+ * with its attention mask and the images of both.
+ */
+export function goldenPaddedInputs(golden: ModelGolden): { ids: Int32Array; am: Uint8Array; T: number; pixelValues: tf.Tensor4D; mask: Uint8Array } {
+  const g = golden.padded;
+  const T = Math.max(...g.input_ids.map((s) => s.length));
+  const ids = new Int32Array(2 * T).fill(g.pad_token_id);
+  const am = new Uint8Array(2 * T);
+  g.input_ids.forEach((s, b) => {
+    ids.set(s, b * T);
+    am.fill(1, b * T, b * T + s.length);
+  });
+  const { pixelValues, mask } = recipeBatch([...g.images[0], ...g.images[1]], golden.image_sizes, golden.image_size);
+  return { ids, am, T, pixelValues, mask };
+}

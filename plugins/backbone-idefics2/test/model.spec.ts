@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Model } from '../src/model/idefics2';
 import { bucketPosition } from '../src/model/vision';
-import { checkFingerprint, readGolden, recipeBatch, relErr, tinyCheckpoint, type ModelGolden } from './model-fixtures';
+import { checkFingerprint, goldenPaddedInputs, readGolden, recipeBatch, relErr, tinyCheckpoint, type ModelGolden } from './model-fixtures';
 
 // The brief asks for 1e-4 relative; float32 on wasm reaches ~3e-7, so a tighter bound catches more.
 const TOL = 1e-5;
@@ -100,14 +100,7 @@ describe('Idefics2Model vs transformers (tiny checkpoint)', () => {
 
   it('a right-padded batch of two lengths gives each sequence its unpadded logits', () => {
     const g = golden.padded;
-    const T = Math.max(...g.input_ids.map((s) => s.length));
-    const ids = new Int32Array(2 * T).fill(g.pad_token_id);
-    const am = new Uint8Array(2 * T);
-    g.input_ids.forEach((s, b) => {
-      ids.set(s, b * T);
-      am.fill(1, b * T, b * T + s.length);
-    });
-    const { pixelValues, mask } = recipeBatch([...g.images[0], ...g.images[1]], golden.image_sizes, golden.image_size);
+    const { ids, am, T, pixelValues, mask } = goldenPaddedInputs(golden);
     const out = model.forward({ inputIds: ids, batch: 2, seqLen: T, attentionMask: am, pixelValues, pixelAttentionMask: mask });
     const logits = out.logits.arraySync();
     for (let b = 0; b < 2; b++) {
