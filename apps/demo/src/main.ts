@@ -17,7 +17,7 @@ import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { runMain } from '@userpref/cli';
 import { writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
-import { generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
+import { TRUTH_FILE, generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
@@ -48,7 +48,7 @@ runMain(async () => {
 
   const raw = path.join(data, 'synthpick', 'raw');
   const processed = path.join(data, 'synthpick', 'processed');
-  if (!existsSync(path.join(raw, 'truth.json')) && !existsSync(processed)) {
+  if (!existsSync(path.join(raw, TRUTH_FILE)) && !existsSync(path.join(processed, 'manifest.json'))) {
     step('1/6 generating synthpick (default preset)');
     const g = await generateSynthpick({ preset: 'default', seed: 42, outDir: raw });
     process.stderr.write(`synthpick: ${g.rows} comparisons, ${g.images} images; Bayes-optimal ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, population-average ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`);
