@@ -49,39 +49,39 @@ runMain(async () => {
   const raw = path.join(data, 'synthpick', 'raw');
   const processed = path.join(data, 'synthpick', 'processed');
   if (!existsSync(path.join(raw, TRUTH_FILE)) && !existsSync(path.join(processed, 'manifest.json'))) {
-    step('1/6 generating synthpick (default preset)');
+    step('1/7 generating synthpick (default preset)');
     const g = await generateSynthpick({ preset: 'default', seed: 42, outDir: raw });
     process.stderr.write(`synthpick: ${g.rows} comparisons, ${g.images} images; Bayes-optimal ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, population-average ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`);
   }
   if (!existsSync(path.join(processed, 'manifest.json'))) {
-    step('1/6 importing into the processed format');
+    step('2/7 importing into the processed format');
     await importDataset({ from: [raw], out: processed, seed: 42 });
   }
 
 
   const base = path.join(data, 'checkpoints', 'idefics2-small');
   if (!existsSync(path.join(base, 'config.json'))) {
-    step('2/6 writing the small IDEFICS2 checkpoint');
+    step('3/7 writing the small IDEFICS2 checkpoint');
     await writeIdefics2Checkpoint({ preset: 'small', outDir: base, seed: 42 });
   }
 
   if (!existsSync(path.join(runs, 'stage1'))) {
-    step('3/6 stage 1: LoRA with base + contrastive loss');
+    step('4/7 stage 1: LoRA with base + contrastive loss');
     runApp('train', ['--exp_name', 'stage1']);
   }
   if (!existsSync(path.join(runs, 'stage1-norefs'))) {
-    step('4/6 non-personalised baseline: the same training without references');
+    step('5/7 non-personalised baseline: the same training without references');
     runApp('train', ['--exp_name', 'stage1-norefs', '--ref_pair_num', '0']);
   }
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
-    step('5/6 stage 2: preference tokens on the stage-1 adapter');
+    step('6/7 stage 2: preference tokens on the stage-1 adapter');
     runApp('train2', ['--exp_name', 'stage2', '--max_steps', '20', '--lora_path', path.join(stage1, 'adapter')]);
   }
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');
 
-  step('6/6 evaluation on the test split');
+  step('7/7 evaluation on the test split');
   const models = [
     { label: 'stage 1 (LoRA)', adapter: path.join(stage1, 'adapter') },
     { label: 'stage 2 (+tokens)', adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
