@@ -130,17 +130,17 @@ def legacy_layout_pickle(df):
     import io
     from pandas.core.internals.managers import BlockManager
 
-    class LegacyPickler(pickle.Pickler):
-        def reducer_override(self, obj):
-            if type(obj) is BlockManager:
-                axes = list(obj.axes)
-                extra = {"0.14.1": {"axes": axes, "blocks": [{"values": b.values, "mgr_locs": b.mgr_locs.indexer} for b in obj.blocks]}}
-                state = (axes, [b.values for b in obj.blocks], [obj.items[b.mgr_locs.indexer] for b in obj.blocks], extra)
-                return (copyreg.__newobj__, (BlockManager,), state)
-            return NotImplemented
+    def reduce_block_manager(mgr):
+        axes = list(mgr.axes)
+        extra = {"0.14.1": {"axes": axes, "blocks": [{"values": b.values, "mgr_locs": b.mgr_locs.indexer} for b in mgr.blocks]}}
+        state = (axes, [b.values for b in mgr.blocks], [mgr.items[b.mgr_locs.indexer] for b in mgr.blocks], extra)
+        return (copyreg.__newobj__, (BlockManager,), state)
 
     buf = io.BytesIO()
-    LegacyPickler(buf, protocol=2).dump(df)
+    pickler = pickle.Pickler(buf, protocol=2)
+    # A per-pickler dispatch table (exact-type lookup, before the class's own __reduce__).
+    pickler.dispatch_table = {**copyreg.dispatch_table, BlockManager: reduce_block_manager}
+    pickler.dump(df)
     return buf.getvalue()
 
 
