@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { validateOptions, type PreferenceExample, type PreferenceImage, type PrefixContext, type PrefixProvider, type RgbImage } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone, userprefPlugin } from '../src';
-import { tinyCheckpoint } from './model-fixtures';
+import { relErr, tinyCheckpoint } from './model-fixtures';
 
 function image(seed: number, width: number, height: number): PreferenceImage {
   const data = new Uint8Array(width * height * 3);
@@ -81,15 +81,7 @@ describe('Idefics2Backbone (tiny checkpoint)', () => {
     return v;
   }
 
-  const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < a.length; i++) {
-      num = Math.max(num, Math.abs(a[i] - b[i]));
-      den = Math.max(den, Math.abs(b[i]));
-    }
-    return num / den;
-  };
+  const maxRel = relErr;
 
   it('exposes the contract facts from the checkpoint', () => {
     expect(backbone.textHiddenSize).toBe(64);
