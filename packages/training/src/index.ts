@@ -12,3 +12,5 @@ export { progressBar } from './progress';
 export { runSuite, nearestReferenceScores } from './suite';
 export type { SuiteOptions, SuiteReport, SuiteModel, RowResult, SuiteComponents } from './suite';
 export { writeReport, markdownTable, plotSvg } from './report';
+export { TensorBoardWriter, TensorBoardMetrics, metricsScalars, readEventFile, decodeEventRecords, encodeEvent, frameRecord, maskedCrc32c, FILE_VERSION } from './tensorboard';
+export type { TensorBoardEvent, TensorBoardWriterOptions, SessionStatus } from './tensorboard';

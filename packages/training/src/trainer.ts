@@ -3,7 +3,8 @@
  * accumulated over `gradAccum` micro-batches, AdamW with linear decay, evaluation on the
  * VALIDATION split every `evalSteps` updates (the original evaluated stage 2 on its training set,
  * SPEC §8), atomic checkpoints every `saveSteps`, exact resume, and a stop on a non-finite loss that
- * names the step and the batch.
+ * names the step and the batch. Metrics go to metrics.jsonl and, mirrored, to a TensorBoard event
+ * file in the run directory (tensorboard.ts).
  *
  * Stage 1 trains the backbone's adapter; stage 2 prepends the preference tokens and trains them
  * (and optionally the adapter too).
@@ -18,6 +19,7 @@ import { scoreSplit } from './evaluate';
 import { pairwiseAccuracy } from './metrics';
 import { objective, plusProbability } from './objective';
 import { progressBar } from './progress';
+import { TensorBoardMetrics } from './tensorboard';
 
 export interface TrainOptions {
   stage: 1 | 2;
@@ -150,7 +152,13 @@ export class Trainer {
       optimizer.loadState(resumedOptimizer);
     }
     const metricsFile = path.join(this.runDir, 'metrics.jsonl');
-    const record = async (r: MetricsRecord) => fs.appendFile(metricsFile, JSON.stringify({ time: new Date().toISOString(), ...r }) + '\n');
+    // TensorBoard mirror (never throws); its purge step hides a killed run's steps after this resume point.
+    const board = new TensorBoardMetrics(this.runDir, { purgeStep: state.step + 1, logger });
+    const record = async (r: MetricsRecord) => {
+      const now = new Date();
+      await fs.appendFile(metricsFile, JSON.stringify({ time: now.toISOString(), ...r }) + '\n');
+      await board.record(r, now.getTime() / 1000);
+    };
     logger.info(`stage ${o.stage} training`, { examples: train.size, stepsPerEpoch, totalSteps, trainable: vars.reduce((a, v) => a + v.size, 0), runDir: this.runDir });
 
     const bar = progressBar(`stage ${o.stage}`, totalSteps, state.step);
