@@ -4,7 +4,7 @@
  *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts import --from <parquet files | dir | pkl> --out <dir>
  *        [--split-protocol by-comparison|by-user] [--seed 42] [--validation-fraction 0.1]
  *        [--test-fraction 0.1] [--keep-ties] [--split train|validation|test] [--batch-rows 256]
- *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --out <dir> [--preset tiny|default] [--seed 42]
+ *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --out <dir> [--preset tiny|default|population] [--seed 42] [--population-seed <seed>]
  *        [--import <processed dir>]
  */
 import { createLogger, type SplitName } from '@userpref/core';
@@ -16,7 +16,8 @@ const USAGE = `usage:
   cli.ts import --from <file|dir> [--from ...] --out <dir> [--split-protocol by-comparison|by-user] [--seed 42]
                 [--validation-fraction 0.1] [--test-fraction 0.1] [--keep-ties] [--split train|validation|test]
                 [--batch-rows 256] [--concurrency 4]
-  cli.ts synth --out <dir> [--preset ${Object.keys(PRESETS).join('|')}] [--seed 42] [--import <processed dir>]`;
+  cli.ts synth --out <dir> [--preset ${Object.keys(PRESETS).join('|')}] [--seed 42] [--population-seed <seed>]
+                [--import <processed dir>]`;
 
 class UsageError extends Error {}
 
@@ -59,7 +60,7 @@ function num(flags: Map<string, string[]>, key: string): number | undefined {
 
 const KNOWN: Record<string, string[]> = {
   import: ['from', 'out', 'split-protocol', 'seed', 'validation-fraction', 'test-fraction', 'keep-ties', 'split', 'batch-rows', 'concurrency'],
-  synth: ['out', 'preset', 'seed', 'import'],
+  synth: ['out', 'preset', 'seed', 'population-seed', 'import'],
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -122,10 +123,11 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got '${preset}'\n`);
     return 2;
   }
-  const g = await generateSynthpick({ preset, seed, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
+  const populationSeed = num(flags, 'population-seed');
+  const g = await generateSynthpick({ preset, seed, populationSeed, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
   log.info('synthpick: written', { files: g.files.length, rows: g.rows, images: g.images, truth: g.truthFile });
   process.stdout.write(
-    `synthpick ${preset} seed ${seed}: ${g.summary.users} users, ${g.rows} comparisons; Bayes-optimal accuracy ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, ` +
+    `synthpick ${preset} seed ${seed}${populationSeed !== undefined ? ` (population ${populationSeed})` : ''}: ${g.summary.users} users, ${g.rows} comparisons; Bayes-optimal accuracy ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, ` +
       `population-average predictor ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`,
   );
   const processed = one(flags, 'import');

@@ -86,6 +86,11 @@ export const PRESETS = {
   tiny: { ...BASE, users: 12, comparisonsPerUser: 12, clusters: 3, shards: 1 },
   /** The embedded CPU demo. */
   default: { ...BASE, users: 80, comparisonsPerUser: 24, clusters: 4, shards: 2 },
+  /**
+   * Other people of the demo's world (generate with the demo's seed as populationSeed and
+   * another seed): the data of the stand-in pre-training (README, "The embedded demo").
+   */
+  population: { ...BASE, users: 600, comparisonsPerUser: 24, clusters: 4, shards: 4 },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 
@@ -128,6 +133,7 @@ export interface SynthpickSummary {
 export interface SynthpickSimulation {
   readonly params: SynthpickParams;
   readonly seed: number;
+  readonly populationSeed: number;
   readonly users: ReadonlyArray<{ userId: number; cluster: number; taste: Float64Array }>;
   readonly comparisons: readonly SimComparison[];
   readonly summary: SynthpickSummary;
@@ -137,6 +143,7 @@ export interface SynthpickTruth {
   kind: 'synthpick';
   preset: string;
   seed: number;
+  populationSeed: number;
   params: SynthpickParams;
   attributes: typeof ATTRIBUTES;
   summary: SynthpickSummary;
@@ -174,11 +181,21 @@ function describe(fixed: Partial<Record<Group, number>>): string {
   return words.join(' ');
 }
 
-/** Draws the users, comparisons and choices (no pixels): fast, so calibration can be tested. */
-export function simulateSynthpick(params: SynthpickParams, seed: number): SynthpickSimulation {
-  const taste = Rng.stream(seed, 'synthpick/taste');
-  const global = groupCentred(taste, params.globalScale);
-  const centres = Array.from({ length: params.clusters }, () => groupCentred(taste, params.clusterScale));
+/**
+ * Draws the users, comparisons and choices (no pixels): fast, so calibration can be tested.
+ *
+ * `populationSeed` (default: `seed`) draws the population: the global taste and the cluster
+ * centres. Two sets with the same population seed and different seeds hold different people
+ * (own personal tastes, images, choices) of the same world, as a model pre-trained on other
+ * people's data would have seen. With populationSeed === seed the draws are the original ones.
+ */
+export function simulateSynthpick(params: SynthpickParams, seed: number, populationSeed: number = seed): SynthpickSimulation {
+  const world = Rng.stream(populationSeed, 'synthpick/taste');
+  const global = groupCentred(world, params.globalScale);
+  const centres = Array.from({ length: params.clusters }, () => groupCentred(world, params.clusterScale));
+  // The personal parts continue the population stream when the seeds agree (the original
+  // draws); another person's world gets its own stream.
+  const taste = populationSeed === seed ? world : Rng.stream(seed, 'synthpick/personal');
   // Centre the cluster centres: the crowd's average taste is then just the small global part.
   for (let f = 0; f < FEATURES; f++) {
     const m = centres.reduce((a, c) => a + c[f], 0) / centres.length;
@@ -235,6 +252,7 @@ export function simulateSynthpick(params: SynthpickParams, seed: number): Synthp
   return {
     params,
     seed,
+    populationSeed,
     users,
     comparisons,
     summary: { users: users.length, comparisons: comparisons.length, scored: scored.length, bayesOptimalAccuracy: bayes, populationAccuracy: population },
@@ -411,6 +429,8 @@ export async function encodeSpec(spec: ImageSpec, size: number): Promise<Uint8Ar
 export interface GenerateOptions {
   preset?: SynthpickPreset;
   seed?: number;
+  /** Seed of the population (global taste, cluster centres); default: `seed`. See simulateSynthpick. */
+  populationSeed?: number;
   outDir: string;
   /** Overrides of the preset's parameters. */
   params?: Partial<SynthpickParams>;
@@ -430,6 +450,7 @@ export function truthOf(sim: SynthpickSimulation, preset: string): SynthpickTrut
     kind: 'synthpick',
     preset,
     seed: sim.seed,
+    populationSeed: sim.populationSeed,
     params: sim.params,
     attributes: ATTRIBUTES,
     summary: sim.summary,
@@ -445,7 +466,7 @@ export async function generateSynthpick(opts: GenerateOptions): Promise<Generate
   if (!preset) throw new Error(`unknown synthpick preset '${presetName}' (known: ${Object.keys(PRESETS).join(', ')})`);
   const params: SynthpickParams = { ...preset, ...opts.params };
   const seed = opts.seed ?? 42;
-  const sim = simulateSynthpick(params, seed);
+  const sim = simulateSynthpick(params, seed, opts.populationSeed ?? seed);
   await fsp.mkdir(opts.outDir, { recursive: true });
   const encoded = new Map<string, Uint8Array>();
   const specs = new Map<string, ImageSpec>();
@@ -461,7 +482,7 @@ export async function generateSynthpick(opts: GenerateOptions): Promise<Generate
     const part = sim.comparisons.slice(k * perShard, (k + 1) * perShard);
     if (!part.length) break;
     const file = path.join(opts.outDir, `train-${String(k).padStart(5, '0')}-of-${String(params.shards).padStart(5, '0')}.parquet`);
-    const w = new ParquetFileWriter(file, PICKAPIC_WRITE_COLUMNS, { synthpick: JSON.stringify({ preset: presetName, seed }) });
+    const w = new ParquetFileWriter(file, PICKAPIC_WRITE_COLUMNS, { synthpick: JSON.stringify({ preset: presetName, seed, populationSeed: sim.populationSeed }) });
     for (let s = 0; s < part.length; s += params.rowGroupRows) {
       const rows = part.slice(s, s + params.rowGroupRows).map((c, i) => pickapicRow(sim, c, encoded.get(c.image0.uid)!, encoded.get(c.image1.uid)!, k * perShard + s + i));
       w.writeRowGroup(toColumns(rows));

@@ -94,6 +94,45 @@ describe('calibration of the default preset (utilities only, no pixels)', () => 
   });
 });
 
+describe('populations: other people of the same world', () => {
+  const cos = (a: Float64Array, b: Float64Array) => {
+    let ab = 0, aa = 0, bb = 0;
+    a.forEach((v, i) => ((ab += v * b[i]), (aa += v * v), (bb += b[i] * b[i])));
+    return ab / Math.sqrt(aa * bb);
+  };
+  /** Mean taste of each cluster's users: the cluster centre (+ global part) up to personal noise. */
+  const clusterMeans = (s: ReturnType<typeof simulateSynthpick>) =>
+    Array.from({ length: s.params.clusters }, (_, k) => {
+      const members = s.users.filter((u) => u.cluster === k);
+      const m = new Float64Array(members[0].taste.length);
+      for (const u of members) u.taste.forEach((v, f) => (m[f] += v / members.length));
+      return m;
+    });
+
+  it('populationSeed = seed gives exactly the original draws', () => {
+    expect(simulateSynthpick(PRESETS.tiny, 42, 42)).toEqual(simulateSynthpick(PRESETS.tiny, 42));
+  });
+
+  it('the same population seed shares the taste clusters; the people, images and choices are new', () => {
+    const params = { ...PRESETS.default, users: 200 };
+    const demo = simulateSynthpick(params, 42);
+    const others = simulateSynthpick(params, 7, 42);
+    const stranger = simulateSynthpick(params, 7);
+    const a = clusterMeans(demo);
+    const b = clusterMeans(others);
+    const c = clusterMeans(stranger);
+    for (let k = 0; k < a.length; k++) {
+      expect(cos(a[k], b[k])).toBeGreaterThan(0.9);
+      expect(Math.abs(cos(a[k], c[k]))).toBeLessThan(0.6);
+    }
+    // Personal tastes differ person by person.
+    expect(cos(demo.users[0].taste, others.users[0].taste)).toBeLessThan(0.99);
+    const uids = new Set(demo.comparisons.flatMap((x) => [x.image0.uid, x.image1.uid]));
+    expect(others.comparisons.some((x) => uids.has(x.image0.uid) || uids.has(x.image1.uid))).toBe(false);
+    expect(others.populationSeed).toBe(42);
+  });
+});
+
 describe('rendering', () => {
   it('draws the named colour on the named background', () => {
     const spec = { attrs: { shape: 0, colour: 4, texture: 0, layout: 0, background: 1, style: 0 }, seed: 7, uid: 'x' };
