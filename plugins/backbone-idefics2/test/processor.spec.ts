@@ -120,6 +120,36 @@ describe('Idefics2Processor tokens', () => {
     }
   });
 
+  it("reads transformers 5's layout: image processor inside processor_config.json, chat_template.jinja", async () => {
+    // What save_pretrained of transformers 5 writes (e.g. the demo's stand-in base): no
+    // preprocessor_config.json, the image processor's settings nested, the template in its own file.
+    const v5 = path.join(tmp, 'tiny-v5');
+    await fs.cp(ckpt, v5, { recursive: true });
+    const pre = JSON.parse(await fs.readFile(path.join(v5, 'preprocessor_config.json'), 'utf8'));
+    const proc = JSON.parse(await fs.readFile(path.join(v5, 'processor_config.json'), 'utf8'));
+    const tokCfg = JSON.parse(await fs.readFile(path.join(v5, 'tokenizer_config.json'), 'utf8'));
+    const template = proc.chat_template ?? tokCfg.chat_template;
+    expect(typeof template).toBe('string');
+    delete proc.chat_template;
+    delete tokCfg.chat_template;
+    await fs.writeFile(path.join(v5, 'chat_template.jinja'), template);
+    await fs.writeFile(path.join(v5, 'processor_config.json'), JSON.stringify({ ...proc, image_processor: pre }));
+    await fs.writeFile(path.join(v5, 'tokenizer_config.json'), JSON.stringify(tokCfg));
+    await fs.rm(path.join(v5, 'preprocessor_config.json'));
+
+    const p = await Idefics2Processor.fromPretrained(v5, { usePrompt: true, maxPromptLen: null });
+    const example = toExample(golden.example);
+    expect(Array.from(p.encodeExample(example).inputIds)).toEqual(golden.input_ids);
+    const images = golden.pixel_values.images.map((f) => pixels.get(f)!);
+    const ours = p.preprocessImages(images);
+    const theirs = (await Idefics2Processor.fromPretrained(ckpt, { usePrompt: true, maxPromptLen: null })).preprocessImages(images);
+    expect(Array.from(ours.pixelValues)).toEqual(Array.from(theirs.pixelValues));
+
+    // Neither place holds the settings: the error says where they were looked for.
+    await fs.writeFile(path.join(v5, 'processor_config.json'), JSON.stringify(proc));
+    await expect(Idefics2Processor.fromPretrained(v5, { usePrompt: true, maxPromptLen: null })).rejects.toThrow(/preprocessor_config\.json, or "image_processor" in processor_config\.json/);
+  });
+
   it('cuts prompts by characters (code points), not UTF-16 units or tokens', async () => {
     const p = await Idefics2Processor.fromPretrained(ckpt, { usePrompt: true, maxPromptLen: 3 });
     expect(p.userText('🐱🐶 cat')).toBe("The prompt is '🐱🐶 ' Score for this image?");

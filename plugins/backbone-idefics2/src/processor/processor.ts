@@ -138,8 +138,17 @@ export class Idefics2Processor {
     const abs = path.resolve(dir);
     const config = await readJson(path.join(abs, 'config.json'));
     const processorConfig = (await readJsonIfExists(path.join(abs, 'processor_config.json'))) ?? {};
+    // transformers 4 writes the image processor's settings to preprocessor_config.json;
+    // transformers 5 nests them in processor_config.json under "image_processor".
     const preprocessorFile = path.join(abs, 'preprocessor_config.json');
-    const imageConfig = parseImageProcessorConfig(await readJson(preprocessorFile), preprocessorFile);
+    const preprocessor = await readJsonIfExists(preprocessorFile);
+    const nested = processorConfig.image_processor;
+    if (!preprocessor && !(nested && typeof nested === 'object')) {
+      throw new Error(`${abs}: no image processor settings (preprocessor_config.json, or "image_processor" in processor_config.json)`);
+    }
+    const imageConfig = preprocessor
+      ? parseImageProcessorConfig(preprocessor, preprocessorFile)
+      : parseImageProcessorConfig(nested as Record<string, unknown>, `${path.join(abs, 'processor_config.json')} image_processor`);
 
     const perceiver = config.perceiver_config as { resampler_n_latents?: unknown } | undefined;
     const latents = perceiver?.resampler_n_latents;
