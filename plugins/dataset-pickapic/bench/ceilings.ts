@@ -1,0 +1,80 @@
+/**
+ * What an in-context reader of K reference pairs can reach on a synthpick set, computed from the
+ * hidden attributes and tastes (no model): the yardsticks the demo's numbers are read against.
+ *
+ *   node tools/scripts/run-ts.js plugins/dataset-pickapic/bench/ceilings.ts [--preset default] [--seed 42]
+ *
+ * Per labelled comparison of every user, K references are drawn from the user's other comparisons:
+ *  - kernel: score = shared attributes with the liked minus the disliked references (ViPer-like
+ *    comparison with perfect perception);
+ *  - cluster posterior: P(cluster | references) under Bradley-Terry with the cluster tastes (mean
+ *    taste of the cluster's users), then that mixture's taste: recognise the taste group, apply it;
+ *  - cluster oracle: the user's true cluster taste; population: the population-average taste.
+ */
+import { Rng } from '@userpref/core';
+import { ATTRIBUTES, PRESETS, simulateSynthpick, type ImageSpec, type SynthpickPreset } from '../src/synthpick';
+
+const GROUPS = Object.keys(ATTRIBUTES) as Array<keyof typeof ATTRIBUTES>;
+const NF = GROUPS.reduce((a, g) => a + ATTRIBUTES[g].length, 0);
+
+function onehot(s: ImageSpec): Float64Array {
+  const v = new Float64Array(NF);
+  let o = 0;
+  for (const g of GROUPS) {
+    v[o + s.attrs[g]] = 1;
+    o += ATTRIBUTES[g].length;
+  }
+  return v;
+}
+const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, x, i) => s + x * b[i], 0);
+
+export function ceilings(preset: SynthpickPreset, seed: number, ks: number[]) {
+  const params = PRESETS[preset];
+  const sim = simulateSynthpick(params, seed);
+  const centres = Array.from({ length: params.clusters }, (_, c) => {
+    const members = sim.users.filter((u) => u.cluster === c);
+    const m = new Float64Array(NF);
+    for (const u of members) u.taste.forEach((x, f) => (m[f] += x / members.length));
+    return m;
+  });
+  const byUser = new Map<number, typeof sim.comparisons[number][]>();
+  for (const c of sim.comparisons) {
+    if (!c.hasLabel || !c.areDifferent || c.label0 === 0.5) continue;
+    byUser.set(c.user, [...(byUser.get(c.user) ?? []), c]);
+  }
+  return ks.map((k) => {
+    const rng = Rng.stream(seed, `ceilings/${k}`);
+    let n = 0, kernel = 0, posterior = 0, oracle = 0, population = 0;
+    for (const [user, list] of byUser) {
+      list.forEach((t, i) => {
+        const refs = rng.shuffle(list.filter((_, j) => j !== i)).slice(0, k).map((r) => (r.label0 === 1 ? [onehot(r.image0), onehot(r.image1)] : [onehot(r.image1), onehot(r.image0)]));
+        const d = onehot(t.image0).map((x, f) => x - onehot(t.image1)[f]);
+        const liked0 = t.label0 === 1;
+        const credit = (score: number) => (score === 0 ? 0.5 : (score > 0) === liked0 ? 1 : 0);
+        kernel += credit(refs.reduce((s, [l, dis]) => s + dot(d, l) - dot(d, dis), 0));
+        const logp = centres.map((c) => refs.reduce((s, [l, dis]) => s - Math.log1p(Math.exp(-params.beta * (dot(c, l) - dot(c, dis)))), 0));
+        const top = Math.max(...logp);
+        const w = logp.map((x) => Math.exp(x - top));
+        posterior += credit(centres.reduce((s, c, j) => s + w[j] * dot(c, d), 0));
+        oracle += credit(dot(centres[sim.users[user].cluster], d));
+        population += t.populationPick0 === liked0 ? 1 : 0;
+        n++;
+      });
+    }
+    const pct = (x: number) => +((100 * x) / n).toFixed(1);
+    return { references: k, comparisons: n, kernel: pct(kernel), clusterPosterior: pct(posterior), clusterOracle: pct(oracle), population: pct(population) };
+  });
+}
+
+if (require.main === module || process.argv[1] === __filename) {
+  const arg = (name: string, dflt: string) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1] : dflt;
+  };
+  const preset = arg('preset', 'default') as SynthpickPreset;
+  if (!(preset in PRESETS)) throw new Error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}`);
+  const seed = Number(arg('seed', '42'));
+  const sim = simulateSynthpick(PRESETS[preset], seed);
+  console.log(`synthpick ${preset} seed ${seed}: Bayes-optimal ${(100 * sim.summary.bayesOptimalAccuracy).toFixed(1)}% (expected), accuracy % of in-context readers:`);
+  console.table(ceilings(preset, seed, [0, 1, 2, 4, 8]));
+}
