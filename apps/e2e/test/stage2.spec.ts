@@ -4,90 +4,22 @@
  * a fingerprint of every base weight) unless trainAdapter is on, in which case the LoRA moves too
  * and the base weights still do not.
  */
-import { spawnSync } from 'child_process';
 import { createHash } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { memoryLogger, type PreferenceDataset, type PreferenceExample, type PreferenceImage, type RgbImage, type SplitName, type WeightedLoss } from '@userpref/core';
+import { memoryLogger, type WeightedLoss } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone, countParameters, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
+import { PickapicDataset, generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
 import { BasePreferenceLoss, ContrastivePreferenceLoss } from '@userpref/loss-preference';
 import { PromptTokens } from '@userpref/preference-tokens';
 import { Trainer } from '@userpref/training';
 
-/**
- * The tiny synthpick examples, made by the dataset plugin in a child Node process. The plugin reads
- * parquet through hyparquet, an ES-module-only package that this package's jest config does not
- * transpile (and that cannot be loaded natively across jest's realm), so a plain Node process
- * generates synthpick 'tiny', imports it, draws the examples with PickapicDataset and writes them
- * (images decoded to RGB) as JSON; the test serves them through an in-memory PreferenceDataset.
- */
-const DUMP = `
-require('ts-node').register({ transpileOnly: true, project: 'tsconfig.base.json' });
-require('reflect-metadata');
-const fs = require('fs');
-const path = require('path');
-const { memoryLogger } = require('@userpref/core');
-const { generateSynthpick, importDataset, PickapicDataset } = require('@userpref/dataset-pickapic');
-(async () => {
-  const root = process.argv[1];
-  await generateSynthpick({ preset: 'tiny', seed: 5, outDir: path.join(root, 'raw') });
-  await importDataset({ from: [path.join(root, 'raw')], out: path.join(root, 'processed'), logger: memoryLogger(), seed: 5 });
-  const ds = new PickapicDataset({ path: path.join(root, 'processed'), refPairNum: 2, tooFewReferences: 'skip', redrawReferencesEachEpoch: false, imageSize: 32, tiePolicy: 'drop', limit: 8 }, { seed: 7, baseDir: root });
-  await ds.init();
-  const images = {};
-  const img = async (im) => {
-    if (!images[im.id]) { const rgb = await im.decode(); images[im.id] = { width: rgb.width, height: rgb.height, data: Buffer.from(rgb.data).toString('base64') }; }
-    return im.id;
-  };
-  const out = { images, splits: {} };
-  for (const name of ['train', 'validation', 'test']) {
-    const split = ds.split(name);
-    out.splits[name] = [];
-    for (let i = 0; i < split.size; i++) {
-      const ex = await split.get(i);
-      const references = [];
-      for (const r of ex.references) references.push({ prompt: r.prompt, liked: await img(r.liked), disliked: await img(r.disliked) });
-      out.splits[name].push({ userId: ex.userId, references, likedFirst: ex.likedFirst, target: { prompt: ex.target.prompt, image0: await img(ex.target.image0), image1: await img(ex.target.image1), label0: ex.target.label0 } });
-    }
-  }
-  await ds.close();
-  fs.writeFileSync(path.join(root, 'examples.json'), JSON.stringify(out));
-})().catch((e) => { console.error(e); process.exit(1); });
-`;
-
-interface DumpedExample {
-  userId: string;
-  references: Array<{ prompt: string; liked: string; disliked: string }>;
-  likedFirst: boolean[];
-  target: { prompt: string; image0: string; image1: string; label0: number };
-}
-
-function memoryDataset(dump: { images: Record<string, { width: number; height: number; data: string }>; splits: Record<SplitName, DumpedExample[]> }): PreferenceDataset {
-  const images = new Map<string, PreferenceImage>();
-  for (const [id, im] of Object.entries(dump.images)) {
-    const rgb: RgbImage = { width: im.width, height: im.height, data: new Uint8Array(Buffer.from(im.data, 'base64')) };
-    images.set(id, { id, decode: async () => rgb });
-  }
-  const image = (id: string) => images.get(id)!;
-  const example = (e: DumpedExample): PreferenceExample => ({
-    userId: e.userId,
-    references: e.references.map((r) => ({ prompt: r.prompt, liked: image(r.liked), disliked: image(r.disliked) })),
-    likedFirst: e.likedFirst,
-    target: { prompt: e.target.prompt, image0: image(e.target.image0), image1: image(e.target.image1), label0: e.target.label0 },
-  });
-  return {
-    init: async () => undefined,
-    split: (name: SplitName) => ({ name, size: dump.splits[name].length, get: async (i: number) => example(dump.splits[name][i]) }),
-    stats: (name: SplitName) => ({ examples: dump.splits[name].length, users: new Set(dump.splits[name].map((e) => e.userId)).size }),
-  };
-}
-
 let root: string;
 let backbone: Idefics2Backbone;
-let dataset: PreferenceDataset;
+let dataset: PickapicDataset;
 const losses: WeightedLoss[] = [
   { loss: new BasePreferenceLoss(), weight: 1 },
   { loss: new ContrastivePreferenceLoss(), weight: 1 },
@@ -132,21 +64,21 @@ beforeAll(async () => {
   await initRuntime({ device: 'cpu' });
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'userpref-stage2-'));
   await writeIdefics2Checkpoint({ preset: 'tiny', outDir: path.join(root, 'ckpt'), seed: 0 });
-  const workspace = path.resolve(__dirname, '..', '..', '..');
-  const child = spawnSync(process.execPath, ['-e', DUMP, root], { cwd: workspace, encoding: 'utf8' });
-  if (child.status !== 0) throw new Error(`synthpick dump failed (exit ${child.status}): ${child.stderr}`);
-  const dump = JSON.parse(await fs.readFile(path.join(root, 'examples.json'), 'utf8'));
-  expect(dump.splits.train.length).toBe(8);
+  await generateSynthpick({ preset: 'tiny', seed: 5, outDir: path.join(root, 'raw') });
+  await importDataset({ from: [path.join(root, 'raw')], out: path.join(root, 'processed'), logger: memoryLogger(), seed: 5 });
+  dataset = new PickapicDataset({ path: 'processed', refPairNum: 2, tooFewReferences: 'skip', redrawReferencesEachEpoch: false, imageSize: 32, tiePolicy: 'drop', limit: 8 }, { seed: 7, baseDir: root });
+  await dataset.init();
+  expect(dataset.split('train').size).toBe(8);
   const run = { seed: 7, baseDir: root };
   backbone = new Idefics2Backbone({ path: 'ckpt' }, run);
   await backbone.init();
   // A stage-1-like adapter: B != 0, so the LoRA path contributes and an unchanged LoRA means something.
   for (const [i, v] of backbone.adapterVariables().entries()) if (i % 2 === 1) v.assign(tf.mul(tf.randomNormal(v.shape, 0, 1, 'float32', i + 1), 0.05) as tf.Tensor2D);
-  dataset = memoryDataset(dump);
 });
 
 afterAll(async () => {
   backbone?.dispose();
+  await dataset?.close();
   if (root) await fs.rm(root, { recursive: true, force: true });
 });
 
