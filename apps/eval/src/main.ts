@@ -24,7 +24,7 @@ runMain(async () => {
       tiePolicy: { kind: e.tie_policy, threshold: e.tie_threshold },
       bootstrapSamples: e.bootstrap_samples,
       refCounts,
-      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs })),
+      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs, curve: m.curve })),
       baselines: e.baselines,
       seed: config.seed,
     },

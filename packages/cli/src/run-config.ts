@@ -36,7 +36,7 @@ export interface EvalSection {
   /** Evaluate with the first k reference pairs for each k in this list ("all" = 0..ref_pair_num). */
   ref_counts: 'all' | 'none' | number[];
   /** Adapters / tokens to evaluate, by label; the first is the headline. */
-  models: Array<{ label: string; adapter?: string; tokens?: string; reference_pairs?: number }>;
+  models: Array<{ label: string; adapter?: string; tokens?: string; reference_pairs?: number; curve?: boolean }>;
   baselines: Array<'random' | 'nearest-reference' | 'bayes-optimal'>;
 }
 
@@ -85,10 +85,10 @@ export const EVAL_SCHEMA: OptionsSchema = {
     models: {
       type: 'array',
       default: [{ label: 'model' }],
-      description: 'Adapters / preference tokens to evaluate (label, adapter dir, tokens dir, reference_pairs).',
+      description: 'Adapters / preference tokens to evaluate (label, adapter dir, tokens dir, reference_pairs, curve: draw the reference-pairs curve for this one; default the first). Models without an adapter come first.',
       items: {
         type: 'object',
-        properties: { label: { type: 'string' }, adapter: { type: 'string' }, tokens: { type: 'string' }, reference_pairs: { type: 'integer', minimum: 0 } },
+        properties: { label: { type: 'string' }, adapter: { type: 'string' }, tokens: { type: 'string' }, reference_pairs: { type: 'integer', minimum: 0 }, curve: { type: 'boolean' } },
         required: ['label'],
         additionalProperties: false,
       },

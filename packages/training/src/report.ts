@@ -16,7 +16,7 @@ export function markdownTable(r: SuiteReport): string {
     ),
   ];
   if (r.curve.length) {
-    lines.push('', `Accuracy of ${r.rows[0]?.label} against the number of reference pairs:`, '', '| reference pairs | accuracy % | 95% CI |', '|---:|---:|---|');
+    lines.push('', `Accuracy of ${r.curveModel ?? r.rows[0]?.label} against the number of reference pairs:`, '', '| reference pairs | accuracy % | 95% CI |', '|---:|---:|---|');
     for (const p of r.curve) lines.push(`| ${p.referencePairs} | ${pct(p.accuracy)} | ${pct(p.ci95[0])}-${pct(p.ci95[1])} |`);
   }
   return lines.join('\n') + '\n';

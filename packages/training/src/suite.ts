@@ -14,6 +14,8 @@ export interface SuiteModel {
   tokens?: string;
   /** Score with only this many reference pairs (0 = the non-personalised setting). */
   referencePairs?: number;
+  /** Draw the accuracy-vs-reference-pairs curve for this model (default: the first model). */
+  curve?: boolean;
 }
 
 export interface SuiteOptions {
@@ -22,7 +24,7 @@ export interface SuiteOptions {
   limit?: number;
   tiePolicy: TiePolicy;
   bootstrapSamples: number;
-  /** Reference counts for the accuracy curve of the first model (empty = none). */
+  /** Reference counts for the accuracy curve of the curve model (empty = none). */
   refCounts: number[];
   models: SuiteModel[];
   baselines: Array<'random' | 'nearest-reference' | 'bayes-optimal'>;
@@ -46,7 +48,9 @@ export interface SuiteReport {
   users: number;
   tiePolicy: TiePolicy;
   rows: RowResult[];
-  /** Accuracy of the first model against the number of reference pairs. */
+  /** The model the curve is drawn for (SuiteModel.curve, else the first). */
+  curveModel?: string;
+  /** Its accuracy against the number of reference pairs. */
   curve: Array<{ referencePairs: number; accuracy: number; ci95: [number, number] }>;
   createdAt: string;
 }
@@ -72,10 +76,21 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     if (done === all || done % Math.max(1, Math.floor(all / 5)) < o.batchSize) c.logger.info(`scoring ${label}`, { done, total: all });
   };
 
+  const marked = o.models.filter((m) => m.curve);
+  if (marked.length > 1) throw new Error(`only one model can draw the reference-pairs curve; marked: ${marked.map((m) => `'${m.label}'`).join(', ')}`);
+  const curveIndex = marked.length ? o.models.indexOf(marked[0]) : 0;
   let curve: SuiteReport['curve'] = [];
   let users = 0;
+  let loadedBy: string | undefined;
   for (const [i, m] of o.models.entries()) {
-    if (m.adapter) await c.backbone.loadAdapter(m.adapter);
+    if (m.adapter) {
+      await c.backbone.loadAdapter(m.adapter);
+      loadedBy = m.label;
+    } else if (loadedBy !== undefined) {
+      // The Backbone contract loads adapters but cannot unload one: this model would be scored
+      // with the previous model's adapter.
+      throw new Error(`model '${m.label}' has no adapter but comes after '${loadedBy}', whose adapter would stay loaded: list models without an adapter first`);
+    }
     if (m.tokens) {
       if (!c.tokens) throw new Error(`model '${m.label}' names preference tokens but plugins.tokens is not configured`);
       c.tokens.build(c.backbone.textHiddenSize);
@@ -85,7 +100,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     const scores = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: m.referencePairs, onProgress: progress(m.label) });
     users = new Set(scores.map((s) => s.userId)).size;
     rows.push(summarise(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined));
-    if (i === 0 && o.refCounts.length) {
+    if (i === curveIndex && o.refCounts.length) {
       curve = [];
       for (const k of o.refCounts) {
         const s = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: k });
@@ -114,7 +129,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
       if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
     }
   }
-  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curve, createdAt: new Date().toISOString() };
+  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, createdAt: new Date().toISOString() };
 }
 
 /** score(c) = cos(c, mean liked refs) - cos(c, mean disliked refs): ViPer's idea without training. */

@@ -64,5 +64,16 @@ describe('evaluation suite', () => {
     expect(meta.width).toBe(760);
     expect(meta.height).toBe(400);
     expect(JSON.parse(await fs.readFile(files.json, 'utf8')).rows).toHaveLength(4);
+
+    // The curve can belong to another model; a model without an adapter cannot follow one with.
+    const base = { split: 'test' as const, batchSize: 8, tiePolicy: { kind: 'drop' as const }, bootstrapSamples: 50, refCounts: [0, 3], seed: 1, baselines: [] };
+    const adapter = path.join(res.finalCheckpoint, 'adapter');
+    const second = await runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, models: [{ label: 'untrained' }, { label: 'stage1', adapter, curve: true }] });
+    expect(second.curveModel).toBe('stage1');
+    expect(second.curve[1].accuracy).toBeCloseTo(row('stage1').accuracy, 12);
+    expect(second.rows[0].accuracy).toBeLessThan(row('stage1').accuracy);
+    expect(markdownTable(second)).toContain('Accuracy of stage1 against the number of reference pairs');
+    await expect(runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, models: [{ label: 'stage1', adapter }, { label: 'untrained' }] })).rejects.toThrow("model 'untrained' has no adapter but comes after 'stage1'");
+    await expect(runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, models: [{ label: 'a', adapter, curve: true }, { label: 'b', adapter, curve: true }] })).rejects.toThrow('only one model');
   });
 });
