@@ -7,6 +7,9 @@
  * Per labelled comparison of every user, K references are drawn from the user's other comparisons:
  *  - kernel: score = shared attributes with the liked minus the disliked references (ViPer-like
  *    comparison with perfect perception);
+ *  - bilinear: the liked-minus-disliked attribute sum projected onto the cluster tastes, then
+ *    dotted with the target's attribute difference (what sign-selective attention plus one
+ *    product can compute);
  *  - cluster posterior: P(cluster | references) under Bradley-Terry with the cluster tastes (mean
  *    taste of the cluster's users), then that mixture's taste: recognise the taste group, apply it;
  *  - cluster oracle: the user's true cluster taste; population: the population-average taste.
@@ -44,7 +47,7 @@ export function ceilings(preset: SynthpickPreset, seed: number, ks: number[]) {
   }
   return ks.map((k) => {
     const rng = Rng.stream(seed, `ceilings/${k}`);
-    let n = 0, kernel = 0, posterior = 0, oracle = 0, population = 0;
+    let n = 0, kernel = 0, bilinear = 0, posterior = 0, oracle = 0, population = 0;
     for (const [user, list] of byUser) {
       list.forEach((t, i) => {
         const refs = rng.shuffle(list.filter((_, j) => j !== i)).slice(0, k).map((r) => (r.label0 === 1 ? [onehot(r.image0), onehot(r.image1)] : [onehot(r.image1), onehot(r.image0)]));
@@ -52,6 +55,9 @@ export function ceilings(preset: SynthpickPreset, seed: number, ks: number[]) {
         const liked0 = t.label0 === 1;
         const credit = (score: number) => (score === 0 ? 0.5 : (score > 0) === liked0 ? 1 : 0);
         kernel += credit(refs.reduce((s, [l, dis]) => s + dot(d, l) - dot(d, dis), 0));
+        const evidence = new Float64Array(NF);
+        for (const [l, dis] of refs) for (let f = 0; f < NF; f++) evidence[f] += l[f] - dis[f];
+        bilinear += credit(centres.reduce((s, c) => s + dot(c, evidence) * dot(c, d), 0));
         const logp = centres.map((c) => refs.reduce((s, [l, dis]) => s - Math.log1p(Math.exp(-params.beta * (dot(c, l) - dot(c, dis)))), 0));
         const top = Math.max(...logp);
         const w = logp.map((x) => Math.exp(x - top));
@@ -62,7 +68,7 @@ export function ceilings(preset: SynthpickPreset, seed: number, ks: number[]) {
       });
     }
     const pct = (x: number) => +((100 * x) / n).toFixed(1);
-    return { references: k, comparisons: n, kernel: pct(kernel), clusterPosterior: pct(posterior), clusterOracle: pct(oracle), population: pct(population) };
+    return { references: k, comparisons: n, kernel: pct(kernel), bilinear: pct(bilinear), clusterPosterior: pct(posterior), clusterOracle: pct(oracle), population: pct(population) };
   });
 }
 
