@@ -29,9 +29,15 @@ Findings so far (2 text layers; numbers from runs on this machine, seed 0 unless
     contrastive term falls from 1.386 to 0.63 by update 380 (the run is deterministic: a rerun
     gave identical numbers). With 1-2 pairs, batch 16, lr 3e-3, or 4 text layers (--text-layers),
     no break-through within 300-600 updates;
-  - that recall does not transfer: the recall-trained base scores 49.0% on real targets of
-    held-out people (8 pairs, 300 targets), and continuing with 70% real targets (lr 5e-4) falls
-    back to a constant answer within 40 updates.
+  - that recall does not transfer: the recall-trained base (update 350 of that run, --stop-at 350)
+    scores 49.0% on real targets of held-out people (8 pairs, 300 targets), and continuing with
+    70% real targets (lr 5e-4) falls back to a constant answer within 40 updates;
+  - growing the history slowly keeps recall (recall-only phases from that checkpoint with
+    --keep-weights: 1-2 pairs, 200 updates, lr 5e-4, batch 32, contrastive 0.77; 1-4 pairs, 150
+    updates, lr 4e-4: 1.04; 1-8 pairs, 150 updates, lr 3e-4, batch 16: 1.20), but real targets
+    of held-out people stay near chance: 57.0% with 4 pairs (300 targets) after the 1-4 phase,
+    50.7% with 8 pairs (150 targets) after the 1-8 phase; mixing 50% real targets back in at
+    lr 2e-4 again shrinks the recall margin (0.98 -> 0.22 in 25 updates).
 
 Sequences are built exactly as Idefics2Processor builds them (checked at start-up).
 
@@ -81,6 +87,7 @@ def parse():
     p.add_argument("--recall-until", type=int, default=0,
                    help="curriculum: until this update, every example is in-context recall with ONE reference pair")
     p.add_argument("--save-every", type=int, default=0, help="write the checkpoint every N updates too")
+    p.add_argument("--stop-at", type=int, default=0, help="stop after this update (the schedule still spans --steps) and save")
     p.add_argument("--caption-only", type=int, default=200, help="first updates with captioning only")
     p.add_argument("--recall-share", type=float, default=0.5,
                    help="share of examples whose target pair repeats one of the reference pairs (in-context recall)")
@@ -396,8 +403,10 @@ def main():
             print(f"step {step} held-out accuracy: {evaluations[-1]}", flush=True)
         if a.save_every and step % a.save_every == 0:
             save(step)
+        if step == a.stop_at:
+            break
 
-    save(a.steps)
+    save(step)
     print(f"written {a.out}", flush=True)
 
 
