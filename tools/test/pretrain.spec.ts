@@ -126,15 +126,25 @@ describe('pretrainIdefics2 (tiny)', () => {
       expect((await fs.readFile(path.join(again, f))).equals(await fs.readFile(path.join(out, f)))).toBe(true);
     }
     const other = path.join(tmp, 'pretrained-c');
-    await pretrainIdefics2({ ...common(), out: other, seed: 6, steps: 2, dtype: 'BF16' });
+    await pretrainIdefics2({ ...common(), out: other, seed: 6, steps: 2, dtype: 'BF16', init: 'fan-in' });
     expect((await fs.readFile(path.join(other, 'model.safetensors'))).equals(await fs.readFile(path.join(out, 'model.safetensors')))).toBe(false);
     const f = await SafetensorsFile.open(path.join(other, 'model.safetensors'));
     try {
       expect(new Set(f.entries().map((e) => e.dtype))).toEqual(new Set(['BF16']));
+      // init 'fan-in': the text model starts from std 1/sqrt(64) = 0.125, not the checkpoint's 0.02.
+      const raw = Buffer.from(await f.readBytes('model.text_model.layers.0.self_attn.q_proj.weight'));
+      const bits = new Uint32Array(raw.length / 2);
+      for (let i = 0; i < bits.length; i++) bits[i] = raw.readUInt16LE(2 * i) << 16;
+      const w = new Float32Array(bits.buffer);
+      const mean = w.reduce((a, x) => a + x, 0) / w.length;
+      const std = Math.sqrt(w.reduce((a, x) => a + (x - mean) ** 2, 0) / w.length);
+      expect(std).toBeGreaterThan(0.1);
+      expect(std).toBeLessThan(0.15);
     } finally {
       await f.close();
     }
     expect(JSON.parse(await fs.readFile(path.join(other, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+    expect(JSON.parse(await fs.readFile(path.join(other, PRETRAINING_FILE), 'utf8')).options.init).toBe('fan-in');
   });
 
   it('refuses to write over its base', async () => {
@@ -145,12 +155,14 @@ describe('pretrainIdefics2 (tiny)', () => {
 describe('parsePretrainArgs', () => {
   it('reads the flags of the command', () => {
     const o = parsePretrainArgs(['--base', 'b', '--data', 'd', '--out', 'o', '--steps', '50', '--lr=2e-3', '--batch', '8', '--seed', '1', '--ref-pair-num', '4', '--dtype', 'bf16', '--eval-ref-pairs', '8,0', '--max-prompt-len', 'none']);
-    expect(o).toMatchObject({ base: 'b', data: 'd', out: 'o', steps: 50, lr: 2e-3, batch: 8, seed: 1, refPairNum: 4, dtype: 'BF16', evalRefPairs: [8, 0], maxPromptLen: null });
+    expect(o).toMatchObject({ base: 'b', data: 'd', out: 'o', steps: 50, lr: 2e-3, batch: 8, seed: 1, refPairNum: 4, dtype: 'BF16', evalRefPairs: [8, 0], maxPromptLen: null, init: 'checkpoint' });
+    expect(parsePretrainArgs(['--base', 'b', '--data', 'd', '--out', 'o', '--init', 'fan-in']).init).toBe('fan-in');
   });
 
   it('names the flag at fault', () => {
     expect(() => parsePretrainArgs(['--base', 'b', '--data', 'd'])).toThrow(/--out is required/);
     expect(() => parsePretrainArgs(['--base', 'b', '--data', 'd', '--out', 'o', '--steps', '1.5'])).toThrow(/--steps must be an integer, got '1.5'/);
     expect(() => parsePretrainArgs(['--base', 'b', '--data', 'd', '--out', 'o', '--lrr', '1'])).toThrow(/unknown option --lrr/);
+    expect(() => parsePretrainArgs(['--base', 'b', '--data', 'd', '--out', 'o', '--init', 'xavier'])).toThrow(/--init must be checkpoint or fan-in, got 'xavier'/);
   });
 });

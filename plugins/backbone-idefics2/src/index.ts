@@ -20,7 +20,7 @@ export type { TextForwardOptions, TextForwardResult } from './model/text';
 export type { VisionOutput } from './model/vision';
 export { exportIdefics2Weights, saveIdefics2Checkpoint, Idefics2ExportError } from './model/export';
 export type { ExportedTensor, ExportDtype, SaveCheckpointOptions } from './model/export';
-export { makeBaseTrainable } from './model/trainable';
+export { makeBaseTrainable, fanInReinit } from './model/trainable';
 export type { TrainableBaseOptions, TrainableWeight } from './model/trainable';
 export { Linear, EVAL } from './model/linear';
 export type { RunContext as ForwardContext } from './model/linear';

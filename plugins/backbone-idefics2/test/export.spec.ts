@@ -14,6 +14,8 @@ import { SafetensorsFile } from '@userpref/safetensors';
 import { writeIdefics2Checkpoint } from '../src/checkpoint';
 import { Idefics2Model } from '../src/model/idefics2';
 import { LoraAdapter } from '../src/lora/adapter';
+import { fanInReinit } from '../src/model/trainable';
+import { recipeBatch } from './model-fixtures';
 
 let root: string;
 
@@ -142,6 +144,50 @@ describe('exportWeights / saveCheckpoint', () => {
       }
     } finally {
       inputs.pixelValues.dispose();
+      model.dispose();
+    }
+  });
+
+  it('fan-in re-initialisation: torch.nn.Linear scales, calm residual outputs, and images that differ', async () => {
+    const src = path.join(root, 'tiny-reinit');
+    await writeIdefics2Checkpoint({ preset: 'tiny', outDir: src, seed: 3 });
+    const model = await Idefics2Model.load(src);
+    const { pixelValues, mask } = recipeBatch([0, 5], [[32, 32]], 32);
+    /** |connector(image 0) - connector(image 5)| / |mean of the two|: how much two images differ for the text model. */
+    const spread = () =>
+      tf.tidy(() => {
+        const vis = model.visionTower(pixelValues, mask);
+        const c = model.connector(vis.hidden, vis.patchValid);
+        const [a, b] = tf.split(c, 2, 0);
+        return tf.div(tf.norm(tf.sub(a, b)), tf.norm(tf.div(tf.add(a, b), 2))).dataSync()[0];
+      });
+    const visionOut = () => tf.tidy(() => Array.from(model.visionTower(pixelValues, mask).hidden.dataSync()));
+    try {
+      const vision = visionOut();
+      const before = spread();
+      const weights = model.trainableBaseVariables();
+      const embed = weights.find((w) => w.name === 'model.text_model.embed_tokens.weight')!.variable.dataSync().slice();
+      expect(fanInReinit(weights, model.config, 1)).toBe(weights.filter((w) => w.name.endsWith('(weight [in, out])')).length);
+      const after = spread();
+      // The 0.02 checkpoint scale washes images out at width 64; fan-in scaling does not.
+      expect(before).toBeLessThan(0.05);
+      expect(after).toBeGreaterThan(5 * before);
+      expect(visionOut()).toEqual(vision);
+      expect(Array.from(weights.find((w) => w.name === 'model.text_model.embed_tokens.weight')!.variable.dataSync())).toEqual(Array.from(embed));
+      const std = (name: string) => {
+        const v = weights.find((w) => w.name.includes(name))!.variable;
+        return { fanIn: v.shape[0], std: tf.tidy(() => tf.moments(v).variance.sqrt().dataSync()[0]) };
+      };
+      const q = std('layers.0.self_attn.q_proj');
+      expect(q.std).toBeCloseTo(1 / Math.sqrt(q.fanIn), 2);
+      const o = std('layers.1.self_attn.o_proj');
+      expect(o.std).toBeCloseTo(1 / Math.sqrt(o.fanIn) / Math.sqrt(2 * model.config.text.numLayers), 2);
+      // Deterministic from the seed.
+      const first = weights[0].variable.dataSync().slice();
+      fanInReinit(weights, model.config, 1);
+      expect(Array.from(weights[0].variable.dataSync())).toEqual(Array.from(first));
+    } finally {
+      pixelValues.dispose();
       model.dispose();
     }
   });

@@ -4,11 +4,12 @@ import type { PretrainOptions } from './pretrain';
 export const USAGE =
   'usage: cli.ts --base <ckpt dir> --data <processed dataset dir> --out <new ckpt dir> [--steps N] [--lr X] [--batch B] [--grad-accum N] [--seed S] [--ref-pair-num K]\n' +
   '              [--weight-decay X] [--dtype F32|F16|BF16] [--image-size N] [--max-prompt-len N|none] [--eval-data <dir>] [--eval-split S]\n' +
-  '              [--eval-limit N] [--eval-every N] [--eval-ref-pairs 8,0] [--eval-seed S] [--validation-limit N] [--run-dir <dir>]';
+  '              [--eval-limit N] [--eval-every N] [--eval-ref-pairs 8,0] [--eval-seed S] [--validation-limit N] [--run-dir <dir>]\n' +
+  '              [--init checkpoint|fan-in]';
 
 export class UsageError extends Error {}
 
-const KNOWN = ['base', 'data', 'out', 'steps', 'lr', 'batch', 'grad-accum', 'seed', 'ref-pair-num', 'weight-decay', 'dtype', 'image-size', 'max-prompt-len', 'eval-data', 'eval-split', 'eval-limit', 'eval-every', 'eval-ref-pairs', 'eval-seed', 'validation-limit', 'run-dir'];
+const KNOWN = ['base', 'data', 'out', 'steps', 'lr', 'batch', 'grad-accum', 'seed', 'ref-pair-num', 'weight-decay', 'dtype', 'image-size', 'max-prompt-len', 'eval-data', 'eval-split', 'eval-limit', 'eval-every', 'eval-ref-pairs', 'eval-seed', 'validation-limit', 'run-dir', 'init'];
 
 export function parsePretrainArgs(argv: string[]): PretrainOptions {
   const flags = new Map<string, string>();
@@ -34,6 +35,8 @@ export function parsePretrainArgs(argv: string[]): PretrainOptions {
   if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw new UsageError(`--dtype must be F32, F16 or BF16, got '${flags.get('dtype')}'`);
   const split = flags.get('eval-split') ?? 'validation';
   if (split !== 'train' && split !== 'validation' && split !== 'test') throw new UsageError(`--eval-split must be train, validation or test, got '${split}'`);
+  const init = flags.get('init') ?? 'checkpoint';
+  if (init !== 'checkpoint' && init !== 'fan-in') throw new UsageError(`--init must be checkpoint or fan-in, got '${init}'`);
   const mpl = flags.get('max-prompt-len');
   let maxPromptLen: number | null | undefined;
   if (mpl === 'none') maxPromptLen = null;
@@ -69,6 +72,7 @@ export function parsePretrainArgs(argv: string[]): PretrainOptions {
     evalSeed: num('eval-seed', true),
     validationLimit: num('validation-limit', true),
     runDir: flags.get('run-dir'),
+    init,
   };
 }
 

@@ -22,7 +22,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Backbone, ForwardOptions, Logger, PairLogits, PreferenceBatch, PreferenceImage, PreparedBatch, PrefixProvider, ReadoutTokens } from '@userpref/core';
 import { createLogger } from '@userpref/core';
-import { Idefics2Backbone, type ExportDtype } from '@userpref/backbone-idefics2';
+import { Idefics2Backbone, fanInReinit, type ExportDtype } from '@userpref/backbone-idefics2';
 import { PickapicDataset } from '@userpref/dataset-pickapic';
 import { BasePreferenceLoss, ContrastivePreferenceLoss } from '@userpref/loss-preference';
 import { Trainer, pairwiseAccuracy, scoreSplit, type TrainerState } from '@userpref/training';
@@ -47,6 +47,12 @@ export interface PretrainOptions {
   seed?: number;
   /** Reference pairs per pre-training example (default 8). */
   refPairNum?: number;
+  /**
+   * Starting weights of the trained parts: the checkpoint's own ('checkpoint', default), or
+   * fan-in scaled ('fan-in', see fanInReinit: at the CPU presets' widths the checkpoint's 0.02
+   * scale leaves the images nearly indistinguishable to the text model).
+   */
+  init?: 'checkpoint' | 'fan-in';
   /** On-disk dtype of the written weights (default F32). */
   dtype?: ExportDtype;
   /** Processor settings, as the demo's: images resized to imageSize, prompts cut to maxPromptLen characters. */
@@ -174,6 +180,9 @@ export async function pretrainIdefics2(options: PretrainOptions): Promise<Pretra
   await inner.init();
   const model = inner.idefics2;
   const weights = model.trainableBaseVariables({ includeVision: false });
+  const init = options.init ?? 'checkpoint';
+  if (init === 'fan-in') log.info('pretrain: fan-in scaled starting weights', { redrawn: fanInReinit(weights, model.config, seed) });
+  else if (init !== 'checkpoint') throw new Error(`pretrain: init must be 'checkpoint' or 'fan-in', got '${String(init)}'`);
   const variables = weights.map((w) => w.variable);
   const trainedParameters = variables.reduce((a, v) => a + v.size, 0);
   const backbone = new FullParameterBackbone(inner, variables);
@@ -256,7 +265,7 @@ export async function pretrainIdefics2(options: PretrainOptions): Promise<Pretra
       base: options.base,
       data: options.data,
       dataSource: await describeData(path.resolve(options.data)),
-      options: { steps, lr, batch, gradAccum, weightDecay: options.weightDecay ?? 0.01, seed, refPairNum, dtype, imageSize, ...processor, schedule: 'AdamW, linear decay to 0, no warm-up' },
+      options: { steps, lr, batch, gradAccum, weightDecay: options.weightDecay ?? 0.01, seed, refPairNum, dtype, imageSize, init, ...processor, schedule: 'AdamW, linear decay to 0, no warm-up' },
       trainedParameters,
       trainExamples: trainSize,
       losses,

@@ -120,3 +120,33 @@ export function makeBaseTrainable(params: Idefics2Params, config: Idefics2Config
   linearSlots(t.lmHead, slots);
   return slots.map(toVariable);
 }
+
+/**
+ * Fan-in scaled starting weights for a pre-training run: every Linear weight of `weights` gets
+ * N(0, 1/fan_in) (torch.nn.Linear's scale), output projections (o_proj, down_proj) are scaled down
+ * by 1/sqrt(2 * text layers) so the residual stream starts calm, biases become 0. Embeddings,
+ * latents and norms keep their values. Returns the number of re-drawn weights.
+ *
+ * Why: checkpoints use idefics2-8b's initializer_range 0.02 (about 1/sqrt(4096)), right at width
+ * 4096 but far too small at the CPU presets' widths: there the connector's outputs for different
+ * images differ by ~1% of their norm and a pre-training run cannot learn to look at images
+ * (measured, README "The embedded demo"). Deterministic from `seed`.
+ */
+export function fanInReinit(weights: readonly TrainableWeight[], config: Idefics2Config, seed: number): number {
+  const residualScale = 1 / Math.sqrt(2 * config.text.numLayers);
+  let redrawn = 0;
+  weights.forEach((w, i) => {
+    const v = w.variable;
+    if (w.name.endsWith('(bias)')) {
+      v.assign(tf.zerosLike(v));
+      return;
+    }
+    if (!w.name.endsWith('(weight [in, out])')) return;
+    const [fanIn] = v.shape;
+    const output = /\.(o_proj|down_proj)\b/.test(w.name);
+    const std = (1 / Math.sqrt(fanIn)) * (output ? residualScale : 1);
+    tf.tidy(() => v.assign(tf.randomNormal(v.shape, 0, std, 'float32', seed * 1000 + i + 1)));
+    redrawn++;
+  });
+  return redrawn;
+}
