@@ -4,35 +4,18 @@
  * and with a prefix provider (the SPEC §8 all-ones-mask bug), gradients reach the LoRA and the
  * prefix, adapters round-trip, the plugin wiring validates its options.
  */
-import { createHash } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { validateOptions, type PreferenceExample, type PreferenceImage, type PrefixContext, type PrefixProvider, type RgbImage } from '@userpref/core';
+import { validateOptions, type PreferenceExample, type PreferenceImage, type PrefixContext, type PrefixProvider } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone, userprefPlugin } from '../src';
 import { relErr, tinyCheckpoint } from './model-fixtures';
-
-function image(seed: number, width: number, height: number): PreferenceImage {
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0; i < data.length; i++) data[i] = (i * (seed * 2 + 3) + seed * 29 + ((i / 7) | 0)) % 256;
-  const id = createHash('sha256').update(data).update(`${width}x${height}`).digest('hex');
-  return { id, decode: async (): Promise<RgbImage> => ({ width, height, data }) };
-}
+import { syntheticExample } from './synthetic';
 
 function example(user: string, refs: number, seed: number, label0: number, prompt = 'a cat on a chair'): PreferenceExample {
-  const references = Array.from({ length: refs }, (_, i) => ({
-    prompt: `${prompt} ${i}`,
-    liked: image(seed * 100 + 2 * i, 40, 30 + i),
-    disliked: image(seed * 100 + 2 * i + 1, 33, 48),
-  }));
-  return {
-    userId: user,
-    references,
-    likedFirst: references.map((_, i) => i % 2 === 0),
-    target: { prompt: 'a red car at night', image0: image(seed * 100 + 90, 36, 36), image1: image(seed * 100 + 91, 50, 28), label0 },
-  };
+  return syntheticExample(user, refs, seed, label0, { prompt, targetPrompt: 'a red car at night', likedFirst: 'even', recipe: { step: 3, add: 29, every: 7 } });
 }
 
 class FixedPrefix implements PrefixProvider {

@@ -3,22 +3,17 @@
  * bytes, a changed vision weight invalidates (new fingerprint, recomputed outputs), and the disk
  * cache (safetensors named by content hash + weights fingerprint) is reused by a new Backbone.
  */
-import { createHash } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { PreferenceExample, PreferenceImage, RgbImage } from '@userpref/core';
+import type { PreferenceExample } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone } from '../src';
 import { tinyCheckpoint } from './model-fixtures';
+import { syntheticImage } from './synthetic';
 
-function image(seed: number, width: number, height: number): PreferenceImage {
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0; i < data.length; i++) data[i] = (i * (seed * 2 + 5) + seed * 17 + ((i / 3) | 0)) % 256;
-  const id = createHash('sha256').update(data).update(`${width}x${height}`).digest('hex');
-  return { id, decode: async (): Promise<RgbImage> => ({ width, height, data }) };
-}
+const image = (seed: number, width: number, height: number) => syntheticImage(seed, width, height, { step: 5, add: 17, every: 3 });
 
 /** refs reference pairs + a target: 2 * refs + 2 distinct images. */
 function example(seed: number, refs: number): PreferenceExample {

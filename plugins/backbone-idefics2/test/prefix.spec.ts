@@ -7,36 +7,21 @@
  * kernels it rests on (segment attention with causal blocks, fused RMSNorm / SwiGLU, thin matMul)
  * are checked against plain tfjs ops and autodiff.
  */
-import { createHash } from 'crypto';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { PairLogits, PreferenceExample, PreferenceImage, PrefixContext, PrefixProvider, RgbImage } from '@userpref/core';
+import type { PairLogits, PreferenceExample, PrefixContext, PrefixProvider } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone } from '../src';
 import { planSegments, segmentAttention, type AttentionSegment } from '../src/model/attention';
 import { gatedActivation, matMulThin, rmsNorm } from '../src/model/ops';
 import { relErr, tinyCheckpoint } from './model-fixtures';
+import { syntheticExample } from './synthetic';
 
-function image(seed: number, width: number, height: number): PreferenceImage {
-  const data = new Uint8Array(width * height * 3);
-  for (let i = 0; i < data.length; i++) data[i] = (i * (seed * 2 + 3) + seed * 31 + ((i / 5) | 0)) % 256;
-  const id = createHash('sha256').update(data).update(`${width}x${height}`).digest('hex');
-  return { id, decode: async (): Promise<RgbImage> => ({ width, height, data }) };
-}
+const RECIPE = { step: 3, add: 31, every: 5 };
 
 function example(user: string, refs: number, seed: number, label0: number, prompt: string, targetSeed = seed): PreferenceExample {
-  const references = Array.from({ length: refs }, (_, i) => ({
-    prompt: `${prompt} ${i}`,
-    liked: image(seed * 100 + 2 * i, 40, 30 + i),
-    disliked: image(seed * 100 + 2 * i + 1, 33, 48),
-  }));
-  return {
-    userId: user,
-    references,
-    likedFirst: references.map((_, i) => i % 2 === 1),
-    target: { prompt: `target ${targetSeed}`, image0: image(targetSeed * 100 + 90, 36, 36), image1: image(targetSeed * 100 + 91, 50, 28), label0 },
-  };
+  return syntheticExample(user, refs, seed, label0, { prompt, targetPrompt: `target ${targetSeed}`, likedFirst: 'odd', targetSeed, recipe: RECIPE });
 }
 
 /** Preference tokens that depend on the history mean (as the prompt pool does), so its path is exercised too. */
