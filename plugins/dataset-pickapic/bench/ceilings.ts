@@ -2,7 +2,7 @@
  * What an in-context reader of K reference pairs can reach on a synthpick set, computed from the
  * hidden attributes and tastes (no model): the yardsticks the demo's numbers are read against.
  *
- *   node tools/scripts/run-ts.js plugins/dataset-pickapic/bench/ceilings.ts [--preset default] [--seed 42]
+ *   node tools/scripts/run-ts.js plugins/dataset-pickapic/bench/ceilings.ts [--preset default] [--seed 42] [--params '<json overrides>']
  *
  * Per labelled comparison of every user, K references are drawn from the user's other comparisons:
  *  - kernel: score = shared attributes with the liked minus the disliked references (ViPer-like
@@ -15,7 +15,7 @@
  *  - cluster oracle: the user's true cluster taste; population: the population-average taste.
  */
 import { Rng } from '@userpref/core';
-import { ATTRIBUTES, PRESETS, simulateSynthpick, type ImageSpec, type SynthpickPreset } from '../src/synthpick';
+import { ATTRIBUTES, PRESETS, simulateSynthpick, type ImageSpec, type SynthpickParams, type SynthpickPreset } from '../src/synthpick';
 
 const GROUPS = Object.keys(ATTRIBUTES) as Array<keyof typeof ATTRIBUTES>;
 const NF = GROUPS.reduce((a, g) => a + ATTRIBUTES[g].length, 0);
@@ -31,8 +31,7 @@ function onehot(s: ImageSpec): Float64Array {
 }
 const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, x, i) => s + x * b[i], 0);
 
-export function ceilings(preset: SynthpickPreset, seed: number, ks: number[]) {
-  const params = PRESETS[preset];
+export function ceilings(params: SynthpickParams, seed: number, ks: number[]) {
   const sim = simulateSynthpick(params, seed);
   const centres = Array.from({ length: params.clusters }, (_, c) => {
     const members = sim.users.filter((u) => u.cluster === c);
@@ -80,7 +79,9 @@ if (require.main === module || process.argv[1] === __filename) {
   const preset = arg('preset', 'default') as SynthpickPreset;
   if (!(preset in PRESETS)) throw new Error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}`);
   const seed = Number(arg('seed', '42'));
-  const sim = simulateSynthpick(PRESETS[preset], seed);
-  console.log(`synthpick ${preset} seed ${seed}: Bayes-optimal ${(100 * sim.summary.bayesOptimalAccuracy).toFixed(1)}% (expected), accuracy % of in-context readers:`);
-  console.table(ceilings(preset, seed, [0, 1, 2, 4, 8]));
+  const overrides = JSON.parse(arg('params', '{}')) as Partial<SynthpickParams>;
+  const params = { ...PRESETS[preset], ...overrides };
+  const sim = simulateSynthpick(params, seed);
+  console.log(`synthpick ${preset}${arg('params', '') ? ` ${JSON.stringify(overrides)}` : ''} seed ${seed}: Bayes-optimal ${(100 * sim.summary.bayesOptimalAccuracy).toFixed(1)}% (expected), accuracy % of in-context readers:`);
+  console.table(ceilings(params, seed, [0, 1, 2, 4, 8]));
 }

@@ -5,19 +5,22 @@
  *        [--split-protocol by-comparison|by-user] [--seed 42] [--validation-fraction 0.1]
  *        [--test-fraction 0.1] [--keep-ties] [--split train|validation|test] [--batch-rows 256]
  *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --out <dir> [--preset tiny|default|population] [--seed 42] [--population-seed <seed>]
- *        [--import <processed dir>]
+ *        [--params '<json overrides of the preset, e.g. {"clusters":2,"tasteGroups":["colour"]}>'] [--import <processed dir>]
  */
 import { createLogger, type SplitName } from '@userpref/core';
 import { importDataset } from './import';
 import { SPLIT_PROTOCOLS, type SplitProtocol } from './splits';
-import { PRESETS, generateSynthpick, type SynthpickPreset } from './synthpick';
+import { PRESETS, generateSynthpick, type SynthpickParams, type SynthpickPreset } from './synthpick';
+
+/** SynthpickParams keys no preset sets. */
+const OPTIONAL_PARAMS = ['tasteGroups', 'promptGroups'];
 
 const USAGE = `usage:
   cli.ts import --from <file|dir> [--from ...] --out <dir> [--split-protocol by-comparison|by-user] [--seed 42]
                 [--validation-fraction 0.1] [--test-fraction 0.1] [--keep-ties] [--split train|validation|test]
                 [--batch-rows 256] [--concurrency 4]
   cli.ts synth --out <dir> [--preset ${Object.keys(PRESETS).join('|')}] [--seed 42] [--population-seed <seed>]
-                [--import <processed dir>]`;
+                [--params '<json: overrides of the preset's parameters>'] [--import <processed dir>]`;
 
 class UsageError extends Error {}
 
@@ -60,7 +63,7 @@ function num(flags: Map<string, string[]>, key: string): number | undefined {
 
 const KNOWN: Record<string, string[]> = {
   import: ['from', 'out', 'split-protocol', 'seed', 'validation-fraction', 'test-fraction', 'keep-ties', 'split', 'batch-rows', 'concurrency'],
-  synth: ['out', 'preset', 'seed', 'population-seed', 'import'],
+  synth: ['out', 'preset', 'seed', 'population-seed', 'params', 'import'],
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -124,10 +127,25 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const populationSeed = num(flags, 'population-seed');
-  const g = await generateSynthpick({ preset, seed, populationSeed, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
+  let params: Partial<SynthpickParams> | undefined;
+  const rawParams = one(flags, 'params');
+  if (rawParams !== undefined) {
+    try {
+      params = JSON.parse(rawParams) as Partial<SynthpickParams>;
+    } catch (err) {
+      process.stderr.write(`--params must be a JSON object: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const unknown = params && typeof params === 'object' && !Array.isArray(params) ? Object.keys(params).filter((k) => !(k in PRESETS[preset]) && !OPTIONAL_PARAMS.includes(k)) : ['(not an object)'];
+    if (unknown.length) {
+      process.stderr.write(`--params: unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(PRESETS[preset]), ...OPTIONAL_PARAMS].join(', ')})\n`);
+      return 2;
+    }
+  }
+  const g = await generateSynthpick({ preset, seed, populationSeed, params, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
   log.info('synthpick: written', { files: g.files.length, rows: g.rows, images: g.images, truth: g.truthFile });
   process.stdout.write(
-    `synthpick ${preset} seed ${seed}${populationSeed !== undefined ? ` (population ${populationSeed})` : ''}: ${g.summary.users} users, ${g.rows} comparisons; Bayes-optimal accuracy ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, ` +
+    `synthpick ${preset}${params ? ` ${JSON.stringify(params)}` : ''} seed ${seed}${populationSeed !== undefined ? ` (population ${populationSeed})` : ''}: ${g.summary.users} users, ${g.rows} comparisons; Bayes-optimal accuracy ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, ` +
       `population-average predictor ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`,
   );
   const processed = one(flags, 'import');

@@ -56,6 +56,13 @@ export interface SynthpickParams {
   globalScale: number;
   clusterScale: number;
   personalScale: number;
+  /**
+   * Attribute groups the taste clusters disagree on (default: all). Outside them the cluster
+   * centres are zero, so people differ there only by their small personal parts.
+   */
+  tasteGroups?: readonly Group[];
+  /** Attribute groups a prompt may name (default: all but style); the rest always vary within a comparison. */
+  promptGroups?: readonly Group[];
   /** Bradley-Terry inverse temperature and lapse rate (random choice). */
   beta: number;
   lapse: number;
@@ -193,6 +200,10 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
   const world = Rng.stream(populationSeed, 'synthpick/taste');
   const global = groupCentred(world, params.globalScale);
   const centres = Array.from({ length: params.clusters }, () => groupCentred(world, params.clusterScale));
+  if (params.tasteGroups) {
+    for (const g of params.tasteGroups) if (!GROUPS.includes(g)) throw new Error(`synthpick: unknown taste group '${g}' (known: ${GROUPS.join(', ')})`);
+    for (const g of GROUPS) if (!params.tasteGroups.includes(g)) for (const c of centres) c.fill(0, OFFSETS[g], OFFSETS[g] + ATTRIBUTES[g].length);
+  }
   // The personal parts continue the population stream when the seeds agree (the original
   // draws); another person's world gets its own stream.
   const taste = populationSeed === seed ? world : Rng.stream(seed, 'synthpick/personal');
@@ -211,6 +222,8 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
   const mean = new Float64Array(FEATURES);
   for (const u of users) for (let f = 0; f < FEATURES; f++) mean[f] += u.taste[f] / users.length;
 
+  const promptGroups = params.promptGroups ?? PROMPT_GROUPS;
+  for (const g of promptGroups) if (!PROMPT_GROUPS.includes(g)) throw new Error(`synthpick: '${g}' cannot be named in a prompt (allowed: ${PROMPT_GROUPS.join(', ')})`);
   const rng = Rng.stream(seed, 'synthpick/comparisons');
   const comparisons: SimComparison[] = [];
   let imageCounter = 0;
@@ -223,7 +236,7 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
     let left = params.comparisonsPerUser;
     while (left > 0) {
       const fixed: Partial<Record<Group, number>> = {};
-      const named = rng.shuffle([...PROMPT_GROUPS]).slice(0, 1 + rng.int(3));
+      const named = rng.shuffle([...promptGroups]).slice(0, 1 + rng.int(Math.min(3, promptGroups.length)));
       for (const g of named) fixed[g] = rng.int(ATTRIBUTES[g].length);
       const prompt = describe(fixed);
       const u = rng.uniform();

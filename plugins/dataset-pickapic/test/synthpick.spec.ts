@@ -133,6 +133,51 @@ describe('populations: other people of the same world', () => {
   });
 });
 
+describe('world structure: which attributes tastes disagree on, which prompts may name', () => {
+  const campsParams = { ...PRESETS.default, users: 40, clusters: 2, tasteGroups: ['colour'], promptGroups: ['shape', 'texture'] } as const;
+  const camps = simulateSynthpick(campsParams, 42);
+
+  it('tasteGroups: the clusters agree outside those groups (their mean tastes differ only by personal noise there)', () => {
+    const mean = (k: number) => {
+      const members = camps.users.filter((u) => u.cluster === k);
+      const m = new Float64Array(members[0].taste.length);
+      for (const u of members) u.taste.forEach((v, f) => (m[f] += v / members.length));
+      return m;
+    };
+    const [a, b] = [mean(0), mean(1)];
+    let offset = 0;
+    for (const g of GROUPS) {
+      const n = ATTRIBUTES[g].length;
+      let gap = 0;
+      for (let f = offset; f < offset + n; f++) gap = Math.max(gap, Math.abs(a[f] - b[f]));
+      // Two centred clusters are opposite: c and -c, scale 1, so their means differ by ~2 |c_f|
+      // inside colour; outside, only 20 personal draws of scale 0.45 each separate the means.
+      if (g === 'colour') expect(gap).toBeGreaterThan(1);
+      else expect(gap).toBeLessThan(0.6);
+      offset += n;
+    }
+    // The same draws otherwise: only the centres outside colour were zeroed.
+    expect(camps.comparisons.length).toBe(simulateSynthpick({ ...campsParams, tasteGroups: undefined }, 42).comparisons.length);
+  });
+
+  it('promptGroups: prompts name only those groups, and both images share exactly what the prompt names', () => {
+    for (const c of camps.comparisons) {
+      expect(c.prompt).not.toMatch(/\b(red|orange|yellow|green|blue|purple|background|one big|two|four|scattered)\b/);
+      const texture = ATTRIBUTES.texture.findIndex((t) => new RegExp(`\\b${t}\\b`).test(c.prompt));
+      if (texture >= 0) expect([c.image0.attrs.texture, c.image1.attrs.texture]).toEqual([texture, texture]);
+    }
+    expect(camps.comparisons.some((c) => /\b(striped|dotted|checkered|plain)\b/.test(c.prompt))).toBe(true);
+    // Colour is never named, so most comparisons differ in it (the same colour by chance: 1 in 6).
+    const differ = camps.comparisons.filter((c) => c.areDifferent && c.image0.attrs.colour !== c.image1.attrs.colour).length;
+    expect(differ / camps.comparisons.length).toBeGreaterThan(0.7);
+  });
+
+  it('rejects unknown groups and groups a prompt cannot name, naming them', () => {
+    expect(() => simulateSynthpick({ ...PRESETS.tiny, tasteGroups: ['hue' as never] }, 1)).toThrow(/unknown taste group 'hue'/);
+    expect(() => simulateSynthpick({ ...PRESETS.tiny, promptGroups: ['style'] }, 1)).toThrow(/'style' cannot be named in a prompt/);
+  });
+});
+
 describe('rendering', () => {
   it('draws the named colour on the named background', () => {
     const spec = { attrs: { shape: 0, colour: 4, texture: 0, layout: 0, background: 1, style: 0 }, seed: 7, uid: 'x' };
