@@ -156,6 +156,8 @@ export interface SynthpickTruth {
   summary: SynthpickSummary;
   users: Array<{ user_id: string; cluster: number }>;
   comparisons: Array<{ ranking_id: string; user_id: string; p0: number; population_pick0: boolean }>;
+  /** Every image's attribute values: uid -> one value index per group, in `attributes` order. */
+  images: Record<string, number[]>;
 }
 
 const features = (s: ImageSpec): number[] => GROUPS.map((g) => OFFSETS[g] + s.attrs[g]);
@@ -469,6 +471,7 @@ export function truthOf(sim: SynthpickSimulation, preset: string): SynthpickTrut
     summary: sim.summary,
     users: sim.users.map((u) => ({ user_id: String(u.userId), cluster: u.cluster })),
     comparisons: sim.comparisons.map((c) => ({ ranking_id: String(c.rankingId), user_id: String(sim.users[c.user].userId), p0: c.p0, population_pick0: c.populationPick0 })),
+    images: Object.fromEntries(sim.comparisons.flatMap((c) => [c.image0, c.image1]).map((s) => [s.uid, GROUPS.map((g) => s.attrs[g])])),
   };
 }
 

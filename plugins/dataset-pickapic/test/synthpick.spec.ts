@@ -221,6 +221,11 @@ describe('generateSynthpick tiny', () => {
     await shard.close();
     expect(n).toBe(12 * 12);
     expect(truth.users).toHaveLength(12);
+    // Every image of every comparison, with its attribute value indices in the declared order.
+    const sim = simulateSynthpick(PRESETS.tiny, 11);
+    const c0 = sim.comparisons[0];
+    expect(truth.images[c0.image0.uid]).toEqual(GROUPS.map((g) => c0.image0.attrs[g]));
+    expect(Object.keys(truth.images).length).toBe(new Set(sim.comparisons.flatMap((c) => [c.image0.uid, c.image1.uid])).size);
   });
 
   it('is read in row batches inside a row group, the same rows as whole row groups', async () => {
