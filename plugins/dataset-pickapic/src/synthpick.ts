@@ -225,6 +225,7 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
   for (const u of users) for (let f = 0; f < FEATURES; f++) mean[f] += u.taste[f] / users.length;
 
   const promptGroups = params.promptGroups ?? PROMPT_GROUPS;
+  if (!promptGroups.length) throw new Error('synthpick: promptGroups must name at least one group (a prompt names one to three)');
   for (const g of promptGroups) if (!PROMPT_GROUPS.includes(g)) throw new Error(`synthpick: '${g}' cannot be named in a prompt (allowed: ${PROMPT_GROUPS.join(', ')})`);
   const rng = Rng.stream(seed, 'synthpick/comparisons');
   const comparisons: SimComparison[] = [];

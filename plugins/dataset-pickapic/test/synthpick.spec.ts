@@ -175,6 +175,7 @@ describe('world structure: which attributes tastes disagree on, which prompts ma
   it('rejects unknown groups and groups a prompt cannot name, naming them', () => {
     expect(() => simulateSynthpick({ ...PRESETS.tiny, tasteGroups: ['hue' as never] }, 1)).toThrow(/unknown taste group 'hue'/);
     expect(() => simulateSynthpick({ ...PRESETS.tiny, promptGroups: ['style'] }, 1)).toThrow(/'style' cannot be named in a prompt/);
+    expect(() => simulateSynthpick({ ...PRESETS.tiny, promptGroups: [] }, 1)).toThrow(/at least one group/);
   });
 });
 
