@@ -46,7 +46,10 @@ Findings so far (2 text layers; numbers from runs on this machine, seed 0 unless
     one phase per m (--keep-weights): m=6 200 updates, contrastive 1.00; m=5 150, 1.10; m=4 150,
     1.23; m=3 150, 1.31. Learned while similar enough, yet real targets of held-out people stay
     at 52-56% (4 pairs, 300 targets) throughout; after the m=5 phase, 51.9% with 8 pairs over 800
-    targets;
+    targets; after the m=4 phase, 53.8% with 16 pairs over 400. Continuing from m=4 with 1..16
+    pairs and 80% real targets (10% recall, 10% m=4 lookalikes, lr 2e-4, batch 32): 55.3% after 50
+    updates, 53.8% after 100 (16 pairs, 400 targets), while the recall margin gap fell from 0.64
+    to 0.14: the real targets dissolve the circuit instead of refining it;
   - an easier world does not help either. Two opposite camps that disagree only on colour, which
     prompts never name (synthpick --params '{"clusters":2,"tasteGroups":["colour"],"promptGroups":
     ["shape","texture","layout","background"],"clusterScale":3,"personalScale":0.25}'; with 8 pairs
