@@ -12,9 +12,6 @@ import { importDataset } from './import';
 import { SPLIT_PROTOCOLS, type SplitProtocol } from './splits';
 import { PRESETS, generateSynthpick, type SynthpickParams, type SynthpickPreset } from './synthpick';
 
-/** SynthpickParams keys no preset sets. */
-const OPTIONAL_PARAMS = ['tasteGroups', 'promptGroups'];
-
 const USAGE = `usage:
   cli.ts import --from <file|dir> [--from ...] --out <dir> [--split-protocol by-comparison|by-user] [--seed 42]
                 [--validation-fraction 0.1] [--test-fraction 0.1] [--keep-ties] [--split train|validation|test]
@@ -130,19 +127,28 @@ export async function main(argv: string[]): Promise<number> {
   let params: Partial<SynthpickParams> | undefined;
   const rawParams = one(flags, 'params');
   if (rawParams !== undefined) {
+    let parsed: unknown;
     try {
-      params = JSON.parse(rawParams) as Partial<SynthpickParams>;
+      parsed = JSON.parse(rawParams);
     } catch (err) {
       process.stderr.write(`--params must be a JSON object: ${(err as Error).message}\n`);
       return 2;
     }
-    const unknown = params && typeof params === 'object' && !Array.isArray(params) ? Object.keys(params).filter((k) => !(k in PRESETS[preset]) && !OPTIONAL_PARAMS.includes(k)) : ['(not an object)'];
-    if (unknown.length) {
-      process.stderr.write(`--params: unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(PRESETS[preset]), ...OPTIONAL_PARAMS].join(', ')})\n`);
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      process.stderr.write(`--params must be a JSON object, got ${rawParams}\n`);
       return 2;
     }
+    params = parsed as Partial<SynthpickParams>;
   }
-  const g = await generateSynthpick({ preset, seed, populationSeed, params, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
+  let g;
+  try {
+    g = await generateSynthpick({ preset, seed, populationSeed, params, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
+  } catch (err) {
+    // Bad parameters are found before anything is written.
+    if (!(err instanceof Error) || !err.message.startsWith('synthpick: ')) throw err;
+    process.stderr.write(`--params: ${err.message}\n`);
+    return 2;
+  }
   log.info('synthpick: written', { files: g.files.length, rows: g.rows, images: g.images, truth: g.truthFile });
   process.stdout.write(
     `synthpick ${preset}${params ? ` ${JSON.stringify(params)}` : ''} seed ${seed}${populationSeed !== undefined ? ` (population ${populationSeed})` : ''}: ${g.summary.users} users, ${g.rows} comparisons; Bayes-optimal accuracy ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, ` +

@@ -88,6 +88,9 @@ const BASE: Omit<SynthpickParams, 'users' | 'comparisonsPerUser' | 'clusters' | 
   rowGroupRows: 128,
 };
 
+/** The SynthpickParams keys no preset sets. */
+const OPTIONAL_PARAMS: readonly string[] = ['tasteGroups', 'promptGroups'] satisfies Array<keyof SynthpickParams>;
+
 export const PRESETS = {
   /** Unit tests: a second or two. */
   tiny: { ...BASE, users: 12, comparisonsPerUser: 12, clusters: 3, shards: 1 },
@@ -481,6 +484,8 @@ export async function generateSynthpick(opts: GenerateOptions): Promise<Generate
   const presetName = opts.preset ?? 'default';
   const preset = PRESETS[presetName];
   if (!preset) throw new Error(`unknown synthpick preset '${presetName}' (known: ${Object.keys(PRESETS).join(', ')})`);
+  const unknown = Object.keys(opts.params ?? {}).filter((k) => !(k in preset) && !OPTIONAL_PARAMS.includes(k));
+  if (unknown.length) throw new Error(`synthpick: unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(preset), ...OPTIONAL_PARAMS].join(', ')})`);
   const params: SynthpickParams = { ...preset, ...opts.params };
   const seed = opts.seed ?? 42;
   const sim = simulateSynthpick(params, seed, opts.populationSeed ?? seed);

@@ -1,6 +1,6 @@
 /**
  * The dataset command line: `synth --params` overrides the preset's parameters (recorded in the
- * truth sidecar) and refuses parameters it does not know, naming them.
+ * truth sidecar) and refuses parameters it does not know, naming them, before writing anything.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -41,6 +41,12 @@ describe('dataset cli synth --params', () => {
     const bad = await run(['synth', '--preset', 'tiny', '--out', dir, '--params', '{clusters:2']);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--params must be a JSON object/);
+    const list = await run(['synth', '--preset', 'tiny', '--out', dir, '--params', '[2]']);
+    expect(list.code).toBe(2);
+    expect(list.err).toMatch(/--params must be a JSON object, got \[2\]/);
+    const group = await run(['synth', '--preset', 'tiny', '--out', dir, '--params', '{"tasteGroups":["hue"]}']);
+    expect(group.code).toBe(2);
+    expect(group.err).toMatch(/unknown taste group 'hue'/);
     expect(fs.existsSync(dir)).toBe(false);
   });
 });
