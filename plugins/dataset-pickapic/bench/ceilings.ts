@@ -15,7 +15,7 @@
  *  - cluster oracle: the user's true cluster taste; population: the population-average taste.
  */
 import { Rng } from '@userpref/core';
-import { ATTRIBUTES, PRESETS, simulateSynthpick, type ImageSpec, type SynthpickParams, type SynthpickPreset } from '../src/synthpick';
+import { ATTRIBUTES, simulateSynthpick, synthpickParams, type ImageSpec, type SynthpickParams } from '../src/synthpick';
 
 const GROUPS = Object.keys(ATTRIBUTES) as Array<keyof typeof ATTRIBUTES>;
 const NF = GROUPS.reduce((a, g) => a + ATTRIBUTES[g].length, 0);
@@ -76,11 +76,10 @@ if (require.main === module || process.argv[1] === __filename) {
     const i = process.argv.indexOf(`--${name}`);
     return i >= 0 ? process.argv[i + 1] : dflt;
   };
-  const preset = arg('preset', 'default') as SynthpickPreset;
-  if (!(preset in PRESETS)) throw new Error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}`);
+  const preset = arg('preset', 'default');
   const seed = Number(arg('seed', '42'));
   const overrides = JSON.parse(arg('params', '{}')) as Partial<SynthpickParams>;
-  const params = { ...PRESETS[preset], ...overrides };
+  const params = synthpickParams(preset, overrides);
   const sim = simulateSynthpick(params, seed);
   console.log(`synthpick ${preset}${arg('params', '') ? ` ${JSON.stringify(overrides)}` : ''} seed ${seed}: Bayes-optimal ${(100 * sim.summary.bayesOptimalAccuracy).toFixed(1)}% (expected), accuracy % of in-context readers:`);
   console.table(ceilings(params, seed, [0, 1, 2, 4, 8]));

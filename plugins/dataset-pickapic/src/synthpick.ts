@@ -480,13 +480,18 @@ export function truthOf(sim: SynthpickSimulation, preset: string): SynthpickTrut
 }
 
 /** Writes the synthetic shards (Pick-a-Pic v2 parquet) and the truth sidecar into `outDir`. */
+/** A preset's parameters with overrides, refusing unknown presets and parameters by name. */
+export function synthpickParams(presetName: string, overrides: Partial<SynthpickParams> = {}): SynthpickParams {
+  const preset = (PRESETS as Record<string, SynthpickParams>)[presetName];
+  if (!preset) throw new Error(`unknown synthpick preset '${presetName}' (known: ${Object.keys(PRESETS).join(', ')})`);
+  const unknown = Object.keys(overrides).filter((k) => !(k in preset) && !OPTIONAL_PARAMS.includes(k));
+  if (unknown.length) throw new Error(`synthpick: unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(preset), ...OPTIONAL_PARAMS].join(', ')})`);
+  return { ...preset, ...overrides };
+}
+
 export async function generateSynthpick(opts: GenerateOptions): Promise<GenerateResult> {
   const presetName = opts.preset ?? 'default';
-  const preset = PRESETS[presetName];
-  if (!preset) throw new Error(`unknown synthpick preset '${presetName}' (known: ${Object.keys(PRESETS).join(', ')})`);
-  const unknown = Object.keys(opts.params ?? {}).filter((k) => !(k in preset) && !OPTIONAL_PARAMS.includes(k));
-  if (unknown.length) throw new Error(`synthpick: unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(preset), ...OPTIONAL_PARAMS].join(', ')})`);
-  const params: SynthpickParams = { ...preset, ...opts.params };
+  const params = synthpickParams(presetName, opts.params);
   const seed = opts.seed ?? 42;
   const sim = simulateSynthpick(params, seed, opts.populationSeed ?? seed);
   await fsp.mkdir(opts.outDir, { recursive: true });
