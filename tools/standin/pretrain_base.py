@@ -140,6 +140,8 @@ def parse():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-layers", type=int, default=0, help="research: text layers of the trained model (default: the base's)")
     p.add_argument("--keep-weights", action="store_true", help="continue from --base's weights (a later curriculum phase) instead of re-initialising")
+    p.add_argument("--freeze", default="",
+                   help="regex: parameters whose names match stay fixed (e.g. a learned layer-0 gather circuit)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-prompt-len", type=int, default=100)
     return p.parse_args()
@@ -429,6 +431,12 @@ def main():
         return f"caption loss {right:.3f} (shuffled images {wrong:.3f}); recall margin gap |d(z+ - z-)| {gap:.4f}, margin std {spread:.4f}"
 
     check_tokenization()
+    if a.freeze:
+        frozen = [n for n, p_ in model.named_parameters() if p_.requires_grad and re.search(a.freeze, n)]
+        for n, p_ in model.named_parameters():
+            if n in frozen:
+                p_.requires_grad_(False)
+        print(f"frozen by --freeze: {len(frozen)} tensors ({', '.join(frozen[:6])}{', ...' if len(frozen) > 6 else ''})", flush=True)
     trainable = [p_ for p_ in model.parameters() if p_.requires_grad]
     decay = [p_ for p_ in trainable if p_.dim() >= 2]
     no_decay = [p_ for p_ in trainable if p_.dim() < 2]

@@ -1,0 +1,243 @@
+"""
+The demo's stand-in for a pretrained base: the `small` IDEFICS2 architecture whose perception is
+TRAINED on other people's images and whose history reader is SET by hand (a taste-free kernel).
+
+Why (README "The embedded demo", pretrain_base.py's header): idefics2-8b arrives able to see images
+and to read a chat history; a 2-layer, 128-wide model pre-trained for minutes on this CPU learns
+to see (captioning, probes) but never learns to read a history of liked/disliked images, whatever
+the curriculum. So this stand-in supplies both abilities the paper's LoRA starts from, and nothing
+about anybody's taste:
+
+  * perception (trained): the connector (modality projection + perceiver resampler) is fitted so
+    every one of an image's 16 output tokens carries the image's 6 attributes as a 24-dim one-hot
+    code plus an "image" flag, on images of synthpick `population` (OTHER people of the demo's
+    world). The vision tower stays the checkpoint's frozen random SigLIP.
+  * the reader (set): text layer 0, head 0 makes every text token gather the image right before it
+    (RoPE recency: score = G cos(w15 d) - l sin(w8 d), d = distance; text tokens score 0);
+    layer 1, heads 0 and 2 make the final "Assistant:" attend to the reference answers "+"/"-"
+    (a gate on an answer flag) weighted by exp(beta * attributes shared with the target), and read
+    their sign: vote = sum_k softmax_k(beta * shared_k) * sign_k, a kernel reader that knows no
+    taste. lm_head maps the vote to +/-: z+ = gamma * vote = -z-.
+    Everything else in the text model is zero except MLP gate/up projections (fan-in random), so
+    LoRA on down_proj, q/k/v/o can learn new paths (what stage 1 is for).
+
+rope_theta is 1e6 (as Mistral-7B v0.2) so RoPE pairs 9..15 barely turn over a 500-token chat and
+can carry the content match. The layout is for chats without prompts (the demo's --use_prompt 0):
+with prompts, the text between an image and its answer varies and the recency window would too.
+
+Usage: python tools/standin/build_reader_base.py --data /tmp/population \
+           --base data/checkpoints/idefics2-small --out apps/demo/base/idefics2-small-standin
+"""
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from transformers import AutoProcessor, Idefics2Config, Idefics2ForConditionalGeneration
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pretrain_base import load_comparisons, reinit  # noqa: E402
+
+GROUPS = [("shape", 4), ("colour", 6), ("texture", 4), ("layout", 4), ("background", 3), ("style", 3)]
+OFFSET = np.cumsum([0] + [n for _, n in GROUPS])[:-1]
+CODE = 24                      # residual dims 0..23: an image token's attribute one-hot
+IMG, CONST, LABEL, SIGN = 24, 25, 26, 27
+GATHERED = 32                  # dims 32..55: the attributes of the image a text token follows
+VOTE = 60                      # the reader's vote
+
+
+def parse():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True, help="synthpick population parquet + synthpick-truth.json (with images)")
+    p.add_argument("--base", required=True, help="the random small checkpoint (its vision tower is kept)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rope-theta", type=float, default=1e6)
+    p.add_argument("--perception-steps", type=int, default=1500)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--beta", type=float, default=0.7, help="kernel sharpness per shared attribute")
+    p.add_argument("--gamma", type=float, default=3.0, help="logit per unit of vote")
+    p.add_argument("--recency", type=float, default=1.5, help="layer-0 gather: score lost per token of distance")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args()
+
+
+def main():
+    a = parse()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    proc = AutoProcessor.from_pretrained(a.base)
+    src = Idefics2ForConditionalGeneration.from_pretrained(a.base, dtype=torch.float32)
+    cfg = Idefics2Config.from_pretrained(a.base)
+    tc = cfg.text_config
+    if getattr(tc, "rope_parameters", None) is not None:
+        tc.rope_parameters["rope_theta"] = a.rope_theta
+    else:
+        tc.rope_theta = a.rope_theta
+    model = Idefics2ForConditionalGeneration(cfg)
+    model.load_state_dict(src.state_dict())
+    del src
+    d, heads, kv, hd = tc.hidden_size, tc.num_attention_heads, tc.num_key_value_heads, tc.hidden_size // tc.num_attention_heads
+    assert (d, heads, kv, hd, tc.num_hidden_layers) == (128, 4, 2, 32, 2), "the construction is for the small preset"
+    n_lat = cfg.perceiver_config.resampler_n_latents
+    reinit(model, a.seed)
+
+    # ---- perception: fit the connector on population images --------------------------------
+    df = load_comparisons(a.data)
+    with open(os.path.join(a.data, "synthpick-truth.json")) as f:
+        truth = json.load(f)["images"]
+    blobs = {}
+    for side in (0, 1):
+        for uid, jpg in zip(df[f"image_{side}_uid"], df[f"jpg_{side}"]):
+            blobs.setdefault(uid, jpg)
+    uids = sorted(blobs)
+    attrs = torch.tensor([truth[u] for u in uids], dtype=torch.long)
+    vm = model.model.vision_model
+    vm.eval()
+    feats = []
+    t0 = time.time()
+    with torch.no_grad():
+        for s in range(0, len(uids), 256):
+            ims = [Image.open(io.BytesIO(blobs[u])).convert("RGB") for u in uids[s:s + 256]]
+            pv = proc.image_processor([[im] for im in ims], return_tensors="pt", do_image_splitting=False)["pixel_values"][:, 0]
+            feats.append(vm(pixel_values=pv).last_hidden_state)
+    feats = torch.cat(feats)
+    print(f"vision features of {len(uids)} population images in {time.time() - t0:.0f}s", flush=True)
+    target = torch.zeros(len(uids), d)
+    target[torch.arange(len(uids))[:, None], torch.tensor(OFFSET)[None, :] + attrs] = 1.0
+    target[:, IMG] = 1.0
+    held = torch.arange(len(uids)) % 10 == 0
+    conn = model.model.connector
+    for p_ in model.parameters():
+        p_.requires_grad_(False)
+    for p_ in conn.parameters():
+        p_.requires_grad_(True)
+    opt = torch.optim.AdamW(conn.parameters(), lr=a.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / a.perception_steps))
+    train_rows = torch.nonzero(~held)[:, 0]
+    g = torch.Generator().manual_seed(a.seed)
+
+    def connect(rows):
+        return conn(feats[rows], attention_mask=torch.ones(len(rows), feats.shape[1], dtype=torch.bool))
+
+    def perception_report():
+        with torch.no_grad():
+            rows = torch.nonzero(held)[:, 0]
+            out = torch.cat([connect(rows[s:s + 512]) for s in range(0, len(rows), 512)])
+            acc = {}
+            for gi, (name, n) in enumerate(GROUPS):
+                pred = out[:, :, OFFSET[gi]:OFFSET[gi] + n].argmax(-1)
+                acc[name] = round(float((pred == attrs[rows, gi][:, None]).float().mean()), 4)
+            mse = float(((out - target[rows][:, None, :]) ** 2).mean())
+        return acc, mse
+
+    for step in range(1, a.perception_steps + 1):
+        rows = train_rows[torch.randint(len(train_rows), (128,), generator=g)]
+        out = connect(rows)
+        loss = ((out - target[rows][:, None, :]) ** 2).mean() * d
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 250 == 0 or step == a.perception_steps:
+            acc, mse = perception_report()
+            print(f"perception step {step}: loss {loss.item():.4f}, held-out images: per-token accuracy {acc}, mse {mse:.4f}", flush=True)
+    for p_ in conn.parameters():
+        p_.requires_grad_(False)
+    perception, _ = perception_report()
+
+    # ---- the reader, set by hand ---------------------------------------------------------------
+    tok = proc.tokenizer
+    plus, minus = tok.convert_tokens_to_ids("\u2581+"), tok.convert_tokens_to_ids("\u2581-")
+    tm = model.model.text_model
+    theta = a.rope_theta
+    w = theta ** (-np.arange(hd // 2) * 2 / hd)
+    with torch.no_grad():
+        emb = torch.zeros_like(tm.embed_tokens.weight)
+        emb[:, CONST] = 1.0
+        emb[plus, LABEL], emb[plus, SIGN] = 1.0, 1.0
+        emb[minus, LABEL], emb[minus, SIGN] = 1.0, -1.0
+        tm.embed_tokens.weight.copy_(emb)
+        for layer in tm.layers:
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj, layer.mlp.down_proj):
+                proj.weight.zero_()
+        tm.norm.weight.fill_(1.0)
+
+        # Normalised magnitudes the projections see (RMSNorm of the residual at layer 0).
+        sample = connect(torch.arange(0, len(uids), max(1, len(uids) // 512)))
+        xi = float((sample[..., IMG] / sample.pow(2).mean(-1).sqrt()).mean())       # image flag, image tokens
+        xc_label = 1.0 / math.sqrt(3 / d)                                            # C at "+"/"-"
+        code_norm = float((sample[..., :CODE].max(-1).values / sample.pow(2).mean(-1).sqrt()).mean())
+        sq = math.sqrt(hd)
+
+        # Layer 0, head 0 (KV head 0): gather the nearest image.
+        L0 = tm.layers[0].self_attn
+        G = 40.0
+        L0.q_proj.weight[15, CONST] = 1.0
+        L0.k_proj.weight[15, IMG] = G * sq / (xc_label * xi)
+        L0.q_proj.weight[8, CONST] = 1.0
+        L0.k_proj.weight[8 + 16, IMG] = -a.recency * sq / (w[8] * xc_label * xi)
+        for c in range(CODE):
+            L0.v_proj.weight[c, c] = 1.0 / code_norm
+            L0.o_proj.weight[GATHERED + c, c] = 1.0
+        # Layer 1, heads 0 and 2 (KV heads 0 and 1): the kernel reader.
+        L1 = tm.layers[1].self_attn
+        # Normalised scales at layer 1: "+" carries C, L, S and 6 gathered ones; the final token C and 6.
+        x_label = 1.0 / math.sqrt(9 / d)
+        x_final = 1.0 / math.sqrt(7 / d)
+        content_dims = [m for m in range(9, 15)] + [m + 16 for m in range(9, 15)]   # 12 slow dims per head
+        split = [[0, 1, 2], [3, 4, 5]]           # groups read by head 0 (KV 0) and head 2 (KV 1)
+        for kvh, (qh, gidx) in enumerate(zip((0, 2), split)):
+            # Centred one-hot of each group through an orthonormal basis of its V-1 dim subspace.
+            basis = []
+            for gi in gidx:
+                n = GROUPS[gi][1]
+                cmat = np.eye(n) - 1.0 / n
+                u, s_, _ = np.linalg.svd(cmat)
+                for j in range(n - 1):
+                    vec = np.zeros(CODE)
+                    vec[OFFSET[gi]:OFFSET[gi] + n] = u[:, j] * math.sqrt(s_[j])
+                    basis.append(vec)
+            assert len(basis) <= len(content_dims)
+            scale = math.sqrt(a.beta * sq / (x_final * x_label))
+            for r, vec in enumerate(basis):
+                for c in range(CODE):
+                    L1.q_proj.weight[qh * hd + content_dims[r], GATHERED + c] = scale * vec[c]
+                    L1.k_proj.weight[kvh * hd + content_dims[r], GATHERED + c] = scale * vec[c]
+            L1.q_proj.weight[qh * hd + 15, CONST] = 1.0
+            L1.k_proj.weight[kvh * hd + 15, LABEL] = 30.0 * sq / (x_final * x_label)
+            L1.v_proj.weight[kvh * hd + 0, SIGN] = 1.0 / x_label
+            L1.o_proj.weight[VOTE, qh * hd + 0] = 1.0
+        # lm_head: +/- from the vote, every other token far below.
+        lm = torch.zeros_like(model.lm_head.weight)
+        lm[plus, VOTE] = a.gamma * math.sqrt(7 / d)
+        lm[minus, VOTE] = -a.gamma * math.sqrt(7 / d)
+        others = [t for t in range(lm.shape[0]) if t not in (plus, minus)]
+        lm[others, CONST] = -12.0 * math.sqrt(7 / d)
+        model.lm_head.weight.copy_(lm)
+    for p_ in model.parameters():
+        p_.requires_grad_(True)
+    for p_ in model.model.vision_model.parameters():
+        p_.requires_grad_(False)
+
+    os.makedirs(a.out, exist_ok=True)
+    model.save_pretrained(a.out, safe_serialization=True)
+    proc.save_pretrained(a.out)
+    with open(os.path.join(a.out, "standin.json"), "w") as f:
+        json.dump({"script": "tools/standin/build_reader_base.py", "args": vars(a),
+                   "perception_held_out_token_accuracy": perception,
+                   "normalised_scales": {"image_flag": xi, "code": code_norm}}, f, indent=2)
+    print(f"written {a.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
