@@ -3,8 +3,10 @@
  *
  *  1. synthpick `default` (Pick-a-Pic v2 parquet, written by the dataset plugin's generator) and
  *     its import into the processed format;
- *  2. the `small` IDEFICS2 checkpoint in Hugging Face layout, then the stand-in for a pretrained
- *     base (see README: a short captioning pre-training of all weights, no preference labels);
+ *  2. the stand-in for a pretrained base, committed in apps/demo/base: the `small` IDEFICS2
+ *     architecture whose perception was fitted on OTHER people's images of the same synthetic
+ *     world, with a history reader set by hand and fitted on their choices
+ *     (tools/standin/build_reader_base.py; README "The embedded demo");
  *  3. stage 1 (LoRA, base + contrastive loss), the non-personalised baseline (the same training
  *     with 0 reference pairs), stage 2 (preference tokens on the stage-1 adapter);
  *  4. evaluation on the test split with baselines, printed as a table.
@@ -16,7 +18,6 @@ import { spawnSync } from 'child_process';
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { runMain } from '@userpref/cli';
-import { writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
 import { TRUTH_FILE, generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
 
 const root = path.resolve(__dirname, '..', '..', '..');
@@ -59,11 +60,19 @@ runMain(async () => {
   }
 
 
-  const base = path.join(data, 'checkpoints', 'idefics2-small');
-  if (!existsSync(path.join(base, 'config.json'))) {
-    step('3/7 writing the small IDEFICS2 checkpoint');
-    await writeIdefics2Checkpoint({ preset: 'small', outDir: base, seed: 42 });
-  }
+  const base = path.join(__dirname, '..', 'base', 'idefics2-small-standin');
+  step('3/7 the stand-in pretrained base');
+  const standin = JSON.parse(await fs.readFile(path.join(base, 'standin.json'), 'utf8')) as {
+    perception_held_out_token_accuracy: Record<string, number>;
+    reader_fit_held_out_accuracy_8_pairs: number | null;
+  };
+  const seen = Object.entries(standin.perception_held_out_token_accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`);
+  const fitted = standin.reader_fit_held_out_accuracy_8_pairs;
+  process.stderr.write(
+    `${path.relative(root, base)} (tools/standin/build_reader_base.py), from other people of the same world:\n` +
+      `  perception fitted on their images (attributes read on held-out images: ${seen.join(', ')});\n` +
+      `  history reader set by hand${fitted === null ? ', taste-free' : `, its weights fitted on their choices (${(100 * fitted).toFixed(1)}% for held-out people with 8 pairs)`}\n`,
+  );
 
   if (!existsSync(path.join(runs, 'stage1'))) {
     step('4/7 stage 1: LoRA with base + contrastive loss');
@@ -83,7 +92,8 @@ runMain(async () => {
 
   step('7/7 evaluation on the test split');
   const models = [
-    { label: 'stage 1 (LoRA)', adapter: path.join(stage1, 'adapter') },
+    { label: 'stand-in base (no LoRA)' },
+    { label: 'stage 1 (LoRA)', adapter: path.join(stage1, 'adapter'), curve: true },
     { label: 'stage 2 (+tokens)', adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
     { label: 'non-personalised', adapter: path.join(norefs, 'adapter'), reference_pairs: 0 },
   ];
