@@ -1,7 +1,10 @@
 """
-RESEARCH (not used by `npm start` yet): pre-training a stand-in for the pretrained base, with the
-reference implementation (PyTorch + transformers), to find a recipe that makes the `small`
-checkpoint read a preference history before porting it to tools/src/pretrain (TypeScript).
+RESEARCH, not used by `npm start`: pre-training a stand-in for the pretrained base with the
+reference implementation (PyTorch + transformers), looking for a recipe that makes the `small`
+checkpoint read a preference history. None was found (below), so the demo's base is made by
+build_reader_base.py instead: perception fitted, the history reader set by hand and then fitted.
+This script also evaluates such a base on held-out people (--keep-weights --steps 1 --lr 0
+--caption-only 0 --caption-batch 0: one update with learning rate 0, then the evaluation).
 
 The paper starts LoRA from idefics2-8b, which already reads images and chat histories; the demo's
 `small` checkpoint is random and LoRA on it learns nothing (README, "The embedded demo"). This
