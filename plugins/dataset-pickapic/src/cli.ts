@@ -10,7 +10,7 @@
 import { createLogger, type SplitName } from '@userpref/core';
 import { importDataset } from './import';
 import { SPLIT_PROTOCOLS, type SplitProtocol } from './splits';
-import { PRESETS, generateSynthpick, type SynthpickParams, type SynthpickPreset } from './synthpick';
+import { PRESETS, SynthpickParamsError, generateSynthpick, type SynthpickParams, type SynthpickPreset } from './synthpick';
 
 const USAGE = `usage:
   cli.ts import --from <file|dir> [--from ...] --out <dir> [--split-protocol by-comparison|by-user] [--seed 42]
@@ -145,7 +145,7 @@ export async function main(argv: string[]): Promise<number> {
     g = await generateSynthpick({ preset, seed, populationSeed, params, outDir: out, onProgress: (d, t) => log.info('synthpick: drawing images', { done: d, total: t }) });
   } catch (err) {
     // Bad parameters are found before anything is written.
-    if (!(err instanceof Error) || !err.message.startsWith('synthpick: ')) throw err;
+    if (!(err instanceof SynthpickParamsError)) throw err;
     process.stderr.write(`--params: ${err.message}\n`);
     return 2;
   }

@@ -22,6 +22,14 @@ import { ParquetFileWriter, type ColumnSpec } from './parquet-io';
 
 export const TRUTH_FILE = 'synthpick-truth.json';
 
+/** A synthpick parameter set that cannot describe a world (found before anything is written). */
+export class SynthpickParamsError extends Error {
+  constructor(message: string) {
+    super(`synthpick: ${message}`);
+    this.name = 'SynthpickParamsError';
+  }
+}
+
 // Module-local aliases: inside a vm context (jest) every global lookup such as `Math` is slow,
 // and the pixel loop below does millions of them.
 const { abs, floor, max, round } = Math;
@@ -206,7 +214,7 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
   const global = groupCentred(world, params.globalScale);
   const centres = Array.from({ length: params.clusters }, () => groupCentred(world, params.clusterScale));
   if (params.tasteGroups) {
-    for (const g of params.tasteGroups) if (!GROUPS.includes(g)) throw new Error(`synthpick: unknown taste group '${g}' (known: ${GROUPS.join(', ')})`);
+    for (const g of params.tasteGroups) if (!GROUPS.includes(g)) throw new SynthpickParamsError(`unknown taste group '${g}' (known: ${GROUPS.join(', ')})`);
     for (const g of GROUPS) if (!params.tasteGroups.includes(g)) for (const c of centres) c.fill(0, OFFSETS[g], OFFSETS[g] + ATTRIBUTES[g].length);
   }
   // The personal parts continue the population stream when the seeds agree (the original
@@ -228,8 +236,8 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
   for (const u of users) for (let f = 0; f < FEATURES; f++) mean[f] += u.taste[f] / users.length;
 
   const promptGroups = params.promptGroups ?? PROMPT_GROUPS;
-  if (!promptGroups.length) throw new Error('synthpick: promptGroups must name at least one group (a prompt names one to three)');
-  for (const g of promptGroups) if (!PROMPT_GROUPS.includes(g)) throw new Error(`synthpick: '${g}' cannot be named in a prompt (allowed: ${PROMPT_GROUPS.join(', ')})`);
+  if (!promptGroups.length) throw new SynthpickParamsError('promptGroups must name at least one group (a prompt names one to three)');
+  for (const g of promptGroups) if (!PROMPT_GROUPS.includes(g)) throw new SynthpickParamsError(`'${g}' cannot be named in a prompt (allowed: ${PROMPT_GROUPS.join(', ')})`);
   const rng = Rng.stream(seed, 'synthpick/comparisons');
   const comparisons: SimComparison[] = [];
   let imageCounter = 0;
@@ -485,7 +493,7 @@ export function synthpickParams(presetName: string, overrides: Partial<Synthpick
   const preset = (PRESETS as Record<string, SynthpickParams>)[presetName];
   if (!preset) throw new Error(`unknown synthpick preset '${presetName}' (known: ${Object.keys(PRESETS).join(', ')})`);
   const unknown = Object.keys(overrides).filter((k) => !(k in preset) && !OPTIONAL_PARAMS.includes(k));
-  if (unknown.length) throw new Error(`synthpick: unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(preset), ...OPTIONAL_PARAMS].join(', ')})`);
+  if (unknown.length) throw new SynthpickParamsError(`unknown parameter(s) ${unknown.join(', ')} (known: ${[...Object.keys(preset), ...OPTIONAL_PARAMS].join(', ')})`);
   return { ...preset, ...overrides };
 }
 

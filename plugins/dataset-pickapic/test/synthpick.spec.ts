@@ -10,7 +10,7 @@ import { memoryLogger } from '@userpref/core';
 import { PickapicDataset } from '../src/dataset';
 import { importDataset } from '../src/import';
 import { openPickapicShard } from '../src/pickapic-parquet';
-import { ATTRIBUTES, PRESETS, TRUTH_FILE, generateSynthpick, renderImage, simulateSynthpick, type SynthpickTruth } from '../src/synthpick';
+import { ATTRIBUTES, PRESETS, SynthpickParamsError, TRUTH_FILE, generateSynthpick, renderImage, simulateSynthpick, synthpickParams, type SynthpickTruth } from '../src/synthpick';
 import { options, tmpDir } from './helpers';
 
 const GROUPS = Object.keys(ATTRIBUTES) as Array<keyof typeof ATTRIBUTES>;
@@ -176,6 +176,18 @@ describe('world structure: which attributes tastes disagree on, which prompts ma
     expect(() => simulateSynthpick({ ...PRESETS.tiny, tasteGroups: ['hue' as never] }, 1)).toThrow(/unknown taste group 'hue'/);
     expect(() => simulateSynthpick({ ...PRESETS.tiny, promptGroups: ['style'] }, 1)).toThrow(/'style' cannot be named in a prompt/);
     expect(() => simulateSynthpick({ ...PRESETS.tiny, promptGroups: [] }, 1)).toThrow(/at least one group/);
+  });
+
+  it('reports every bad parameter set as a SynthpickParamsError (what the CLI answers with exit 2)', () => {
+    const bad: Array<() => unknown> = [
+      () => simulateSynthpick({ ...PRESETS.tiny, tasteGroups: ['hue' as never] }, 1),
+      () => simulateSynthpick({ ...PRESETS.tiny, promptGroups: [] }, 1),
+      () => synthpickParams('tiny', { hue: 3 } as never),
+    ];
+    for (const f of bad) expect(f).toThrow(SynthpickParamsError);
+    // An unknown preset is not a parameter error: the CLI checks --preset itself.
+    expect(() => synthpickParams('huge')).toThrow(/unknown synthpick preset 'huge'/);
+    expect(() => synthpickParams('huge')).not.toThrow(SynthpickParamsError);
   });
 });
 
