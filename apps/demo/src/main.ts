@@ -12,6 +12,8 @@
  *  4. evaluation on the test split with baselines, printed as a table.
  *
  * Each step is skipped when its output already exists, so a second `npm start` only re-evaluates.
+ * The run directory records the base's weights (demo-base.json): outputs trained on another base
+ * are moved aside (to <run>.stale-<time>), never mixed with the current one and never deleted.
  * Every step runs the same app a user runs (apps/train, apps/train2, apps/eval) in a child process.
  */
 import { spawnSync } from 'child_process';
@@ -19,6 +21,7 @@ import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { runMain } from '@userpref/cli';
 import { TRUTH_FILE, generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
+import { claimRunDir } from './run-dir';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
@@ -60,19 +63,31 @@ runMain(async () => {
   }
 
 
-  const base = path.join(__dirname, '..', 'base', 'idefics2-small-standin');
+  // The base is the one the demo config names (relative to the config file).
+  const demoConfig = JSON.parse(await fs.readFile(config, 'utf8')) as { plugins?: { backbone?: { options?: { path?: string } } } };
+  const basePath = demoConfig.plugins?.backbone?.options?.path;
+  if (!basePath) throw new Error(`${config} names no backbone path (plugins.backbone.options.path)`);
+  const base = path.resolve(path.dirname(config), basePath);
   step('3/7 the stand-in pretrained base');
-  const standin = JSON.parse(await fs.readFile(path.join(base, 'standin.json'), 'utf8')) as {
-    perception_held_out_token_accuracy: Record<string, number>;
-    reader_fit_held_out_accuracy_8_pairs: number | null;
-  };
-  const seen = Object.entries(standin.perception_held_out_token_accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`);
-  const fitted = standin.reader_fit_held_out_accuracy_8_pairs;
-  process.stderr.write(
-    `${path.relative(root, base)} (tools/standin/build_reader_base.py), from other people of the same world:\n` +
-      `  perception fitted on their images (attributes read on held-out images: ${seen.join(', ')});\n` +
-      `  history reader set by hand${fitted === null ? ', taste-free' : `, its weights fitted on their choices (${(100 * fitted).toFixed(1)}% for held-out people with 8 pairs)`}\n`,
-  );
+  const about = path.join(base, 'standin.json');
+  if (!existsSync(about)) {
+    process.stderr.write(`${path.relative(root, base)}: no standin.json, so not the committed stand-in; used as it is\n`);
+  } else {
+    const standin = JSON.parse(await fs.readFile(about, 'utf8')) as {
+      perception_held_out_token_accuracy: Record<string, number>;
+      reader_fit_held_out_accuracy_8_pairs: number | null;
+    };
+    const seen = Object.entries(standin.perception_held_out_token_accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`);
+    const fitted = standin.reader_fit_held_out_accuracy_8_pairs;
+    process.stderr.write(
+      `${path.relative(root, base)} (tools/standin/build_reader_base.py), from other people of the same world:\n` +
+        `  perception fitted on their images (attributes read on held-out images: ${seen.join(', ')});\n` +
+        `  history reader set by hand${fitted === null ? ', taste-free' : `, its weights fitted on their choices (${(100 * fitted).toFixed(1)}% for held-out people with 8 pairs)`}\n`,
+    );
+  }
+
+  const aside = await claimRunDir(runs, base);
+  if (aside) process.stderr.write(`${path.relative(root, runs)} was trained on another base: moved to ${path.relative(root, aside)}; starting over\n`);
 
   if (!existsSync(path.join(runs, 'stage1'))) {
     step('4/7 stage 1: LoRA with base + contrastive loss');

@@ -1,0 +1,47 @@
+/**
+ * The demo's run directory belongs to one base: `demo-base.json` records the base's weights, and
+ * outputs trained on other weights are moved aside, never mixed with the current base's and never
+ * deleted.
+ */
+import { createHash } from 'crypto';
+import { existsSync, promises as fs } from 'fs';
+import * as path from 'path';
+
+export const RUN_RECORD = 'demo-base.json';
+const OUTPUTS = ['stage1', 'stage1-norefs', 'stage2', 'eval'];
+
+/**
+ * What identifies a base's weights: the sha256 of its safetensors files (of name, size and mtime
+ * for files over 64 MB, so that pointing the demo at idefics2-8b does not hash 30 GB).
+ */
+export async function baseFingerprint(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  const files = (await fs.readdir(dir)).filter((n) => n.endsWith('.safetensors')).sort();
+  if (!files.length) throw new Error(`${dir}: no .safetensors weights`);
+  for (const name of files) {
+    const file = path.join(dir, name);
+    const st = await fs.stat(file);
+    h.update(`${name}\0${st.size}\0`);
+    h.update(st.size <= 64 * 2 ** 20 ? await fs.readFile(file) : String(st.mtimeMs));
+  }
+  return h.digest('hex');
+}
+
+/**
+ * Make `runs` the run directory of the base in `base`. Returns where earlier outputs trained on
+ * other (or unrecorded) weights were moved, or null when there were none.
+ */
+export async function claimRunDir(runs: string, base: string, now: Date = new Date()): Promise<string | null> {
+  const weights = await baseFingerprint(base);
+  const record = path.join(runs, RUN_RECORD);
+  const recorded = existsSync(record) ? (JSON.parse(await fs.readFile(record, 'utf8')) as { weights?: string }).weights : undefined;
+  const trained = OUTPUTS.some((d) => existsSync(path.join(runs, d)));
+  let aside: string | null = null;
+  if (trained && recorded !== weights) {
+    aside = `${runs}.stale-${now.toISOString().replace(/[:.]/g, '-')}`;
+    await fs.rename(runs, aside);
+  }
+  await fs.mkdir(runs, { recursive: true });
+  await fs.writeFile(record, JSON.stringify({ base, weights }, null, 2) + '\n');
+  return aside;
+}
