@@ -18,20 +18,14 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 
 import torch
 from PIL import Image
 from transformers import AutoProcessor, Idefics2ForConditionalGeneration
 
-
-def pixels(img, size):
-    """The golden recipe (make_idefics2_goldens.py), full size: values k/16 - 1 in [-1, 1]."""
-    px = torch.zeros(3, size, size, dtype=torch.float32)
-    for c in range(3):
-        for y in range(size):
-            for x in range(size):
-                px[c, y, x] = ((img * 7 + c * 11 + y * y * 3 + x * (img + 1) * 5 + x * y) % 33) / 16.0 - 1.0
-    return px
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_idefics2_goldens import pixels  # noqa: E402  (the shared pixel recipe)
 
 
 def main():
@@ -52,7 +46,7 @@ def main():
     ids = proc(text=[text], images=[[blank] * 3])["input_ids"][0]
     ids = [int(i) for i in ids]
     images = [0, 1, 2]
-    pv = torch.stack([pixels(i, size) for i in images])[None]
+    pv = torch.stack([pixels(i, size, size, size)[0] for i in images])[None]
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), pixel_values=pv)
     logits = out.logits[0, -1]
