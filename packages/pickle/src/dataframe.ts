@@ -8,7 +8,8 @@ import { PickleError } from './errors';
 import { NumpyArray } from './globals/numpy';
 import { PandasBlockManager, PandasIndex, arrayValues } from './globals/pandas';
 import { PyObject, typeName } from './python';
-import { unpickle } from './unpickler';
+import { PickleFile } from './source';
+import { unpickle, unpickleFile, type FileUnpickleOptions } from './unpickler';
 
 export interface DataFrame {
   /** column labels in frame order (non-string labels are turned into strings) */
@@ -57,11 +58,16 @@ function blockColumns(values: unknown, width: number, length: number, where: str
   return [col];
 }
 
-/** Read a pickled pandas DataFrame. Throws PickleError("not a DataFrame pickle: ...") for others. */
-export function readDataFrame(bytes: Uint8Array): DataFrame {
+/** How a DataFrame is read from a PickleFile: which `bytes` cells stay in the file (LazyBytes). */
+export type DataFrameOptions = Pick<FileUnpickleOptions, 'lazyBytesFrom' | 'windowBytes'>;
+
+/** Read a pickled pandas DataFrame from memory, or from an open file of any size (object cells of
+ *  `bytes` then come out as LazyBytes from `options.lazyBytesFrom` bytes on). Throws
+ *  PickleError("not a DataFrame pickle: ...") for other pickles. */
+export function readDataFrame(input: Uint8Array | PickleFile, options: DataFrameOptions = {}): DataFrame {
   // Unknown classes are admitted as inert records so an unsupported block names its class below;
   // calling an unknown global is still refused by the unpickler.
-  const root = unpickle(bytes, { inertClasses: true });
+  const root = input instanceof PickleFile ? unpickleFile(input, { ...options, inertClasses: true }) : unpickle(input, { inertClasses: true });
   if (!(root instanceof PyObject) || !FRAME_CLASSES.has(root.__class__)) {
     throw new PickleError(`not a DataFrame pickle: it holds ${typeName(root)}`);
   }

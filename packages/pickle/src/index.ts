@@ -2,10 +2,11 @@
  * @userpref/pickle: read Python pickles without executing anything. See README.md.
  */
 export { PickleError } from './errors';
-export { unpickle, unpickleAt } from './unpickler';
-export type { UnpickleOptions, UnpickleResult } from './unpickler';
+export { unpickle, unpickleAt, unpickleFile } from './unpickler';
+export type { UnpickleOptions, FileUnpickleOptions, UnpickleResult } from './unpickler';
+export { PickleFile, LazyBytes } from './source';
 export { readDataFrame } from './dataframe';
-export type { DataFrame } from './dataframe';
+export type { DataFrame, DataFrameOptions } from './dataframe';
 export { loadTorchFile, findTensor, torchStateDict } from './torch-file';
 export type { TorchLoadOptions } from './torch-file';
 export { TorchTensor, TorchStorage, TorchStorageType, TorchDtypeRef } from './globals/torch';

@@ -6,6 +6,7 @@
  * unpickler never calls anything that is not a pure TypeScript data transform.
  */
 import type { GlobalDef } from './globals/types';
+import { LazyBytes } from './source';
 
 /** A `module.name` reference pushed by GLOBAL / STACK_GLOBAL. `def` is absent for a global that is
  *  not whitelisted (only possible in inert-class mode); such a global can be instantiated as an
@@ -87,7 +88,7 @@ export function typeName(v: unknown): string {
   if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
   if (typeof v === 'bigint') return 'int';
   if (typeof v === 'boolean') return 'bool';
-  if (v instanceof Uint8Array) return 'bytes';
+  if (v instanceof Uint8Array || v instanceof LazyBytes) return 'bytes';
   if (Array.isArray(v)) return 'list/tuple';
   if (v instanceof Map) return 'dict';
   if (v instanceof Set) return 'set';
@@ -117,9 +118,17 @@ export function asString(v: unknown, what: string): string {
   return v;
 }
 
+/** `bytes` as an array: LazyBytes (a payload left in its file) are read here. Others: undefined. */
+export function bytesValue(v: unknown): Uint8Array | undefined {
+  if (v instanceof Uint8Array) return v;
+  if (v instanceof LazyBytes) return v.read();
+  return undefined;
+}
+
 export function asBytes(v: unknown, what: string): Uint8Array {
-  if (!(v instanceof Uint8Array)) throw new Error(`${what} must be bytes, got ${typeName(v)}`);
-  return v;
+  const b = bytesValue(v);
+  if (!b) throw new Error(`${what} must be bytes, got ${typeName(v)}`);
+  return b;
 }
 
 export function asTuple(v: unknown, what: string, min = 0, max = Infinity): unknown[] {

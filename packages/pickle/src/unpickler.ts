@@ -11,6 +11,7 @@ import { MODULE_ALIASES, WHITELIST } from './globals';
 import { isBuildable, type CallContext } from './globals/types';
 import { OP, opName } from './opcodes';
 import { PyGlobal, PyObject, pyInt, typeName } from './python';
+import { LazyBytes, PickleFile } from './source';
 
 export interface UnpickleOptions {
   /** Instantiate non-whitelisted classes as inert `PyObject` records instead of failing (they are
@@ -22,6 +23,14 @@ export interface UnpickleOptions {
   buffers?: Uint8Array[];
 }
 
+export interface FileUnpickleOptions extends UnpickleOptions {
+  /** `bytes` payloads (SHORT_BINBYTES, BINBYTES, BINBYTES8) of at least this many bytes are not read: they come
+   *  out as `LazyBytes` that read them from the file on demand. Default 4096; Infinity reads all. */
+  lazyBytesFrom?: number;
+  /** How many bytes are read from the file at a time (default 1 MiB; a longer item is read whole). */
+  windowBytes?: number;
+}
+
 export interface UnpickleResult {
   value: unknown;
   /** byte offset just past the STOP opcode (where a following pickle would start) */
@@ -29,10 +38,23 @@ export interface UnpickleResult {
 }
 
 const utf8 = new TextDecoder('utf-8');
+const EMPTY = new Uint8Array(0);
 
+/**
+ * The input is a window `data` onto the pickle: `data[0]` is byte `base` of the pickle and `pos`
+ * indexes `data`. In memory the window is the whole input (base 0). From a file, `need` slides the
+ * window forward, so the pickle may be larger than anything Node can hold in one buffer. Byte
+ * offsets in errors and results are always offsets in the pickle.
+ */
 class Unpickler implements CallContext {
-  private readonly dv: DataView;
+  private data: Uint8Array;
+  private dv: DataView;
+  private base = 0;
   private pos: number;
+  private readonly total: number;
+  private readonly file: PickleFile | null;
+  private readonly lazyFrom: number;
+  private readonly windowBytes: number;
   private opStart = 0;
   private op = 0;
   private stack: unknown[] = [];
@@ -42,13 +64,26 @@ class Unpickler implements CallContext {
   readonly inertClasses: boolean;
 
   constructor(
-    private readonly data: Uint8Array,
+    input: Uint8Array | PickleFile,
     start: number,
-    private readonly options: UnpickleOptions,
+    private readonly options: FileUnpickleOptions,
   ) {
-    this.dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    this.pos = start;
     this.inertClasses = options.inertClasses === true;
+    this.lazyFrom = options.lazyBytesFrom ?? 4096;
+    this.windowBytes = Math.max(1, options.windowBytes ?? 1 << 20);
+    if (input instanceof PickleFile) {
+      this.file = input;
+      this.total = input.size;
+      this.data = EMPTY;
+      this.base = start;
+      this.pos = 0;
+    } else {
+      this.file = null;
+      this.total = input.length;
+      this.data = input;
+      this.pos = start;
+    }
+    this.dv = new DataView(this.data.buffer, this.data.byteOffset, this.data.byteLength);
   }
 
   // ---------------------------------------------------------------- reading
@@ -57,12 +92,27 @@ class Unpickler implements CallContext {
     throw new PickleError(message, this.opStart);
   }
 
+  /** Offset in the pickle of the next byte. */
+  private get offset(): number {
+    return this.base + this.pos;
+  }
+
   private need(n: number): void {
-    if (this.pos + n > this.data.length) {
-      this.fail(
-        `unexpected end of pickle at byte ${this.data.length}: ${opName(this.op)} at byte ${this.opStart} needs ${this.pos + n - this.data.length} more byte(s)`,
-      );
+    if (this.pos + n <= this.data.length) return;
+    if (this.offset + n > this.total) {
+      this.fail(`unexpected end of pickle at byte ${this.total}: ${opName(this.op)} at byte ${this.opStart} needs ${this.offset + n - this.total} more byte(s)`);
     }
+    this.fill(n);
+  }
+
+  /** Read the window anew from the current offset, at least `n` bytes (file input only: in memory
+   *  the window already ends where the input does). */
+  private fill(n: number): void {
+    const at = this.offset;
+    this.data = (this.file as PickleFile).readAt(at, Math.min(this.total - at, Math.max(n, this.windowBytes)));
+    this.dv = new DataView(this.data.buffer, this.data.byteOffset, this.data.byteLength);
+    this.base = at;
+    this.pos = 0;
   }
 
   private u8(): number {
@@ -99,11 +149,26 @@ class Unpickler implements CallContext {
     return Number(v);
   }
 
+  /** The next `n` bytes: a view into the input in memory, a copy from a file (the window moves on). */
   private take(n: number): Uint8Array {
     this.need(n);
     const out = this.data.subarray(this.pos, this.pos + n);
     this.pos += n;
-    return out;
+    return this.file ? out.slice() : out;
+  }
+
+  /** A `bytes` payload: from a file, a large one stays there as LazyBytes and is skipped. */
+  private bytes(n: number): Uint8Array | LazyBytes {
+    if (!this.file || n < this.lazyFrom) return this.take(n);
+    const at = this.offset;
+    if (at + n > this.total) this.fail(`unexpected end of pickle at byte ${this.total}: ${opName(this.op)} at byte ${this.opStart} announces ${n} bytes, ${this.total - at} remain`);
+    this.pos += n;
+    if (this.pos > this.data.length) {
+      this.base += this.pos;
+      this.pos = 0;
+      this.data = EMPTY;
+    }
+    return new LazyBytes(this.file, at, n);
   }
 
   private text(n: number): string {
@@ -129,10 +194,20 @@ class Unpickler implements CallContext {
     return s;
   }
 
+  /** Index in the window of the next newline, growing the window from a file until it holds one. */
+  private lineEnd(): number {
+    let nl = this.data.indexOf(0x0a, this.pos);
+    while (nl < 0 && this.file && this.base + this.data.length < this.total) {
+      this.fill(this.data.length - this.pos + this.windowBytes);
+      nl = this.data.indexOf(0x0a, this.pos);
+    }
+    if (nl < 0) this.fail(`unexpected end of pickle at byte ${this.total}: ${opName(this.op)} at byte ${this.opStart} has no end of line`);
+    return nl;
+  }
+
   /** A protocol-0 argument line, without its newline. */
   private line(): string {
-    const nl = this.data.indexOf(0x0a, this.pos);
-    if (nl < 0) this.fail(`unexpected end of pickle at byte ${this.data.length}: ${opName(this.op)} at byte ${this.opStart} has no end of line`);
+    const nl = this.lineEnd();
     const s = utf8.decode(this.data.subarray(this.pos, nl));
     this.pos = nl + 1;
     return s.endsWith('\r') ? s.slice(0, -1) : s;
@@ -312,14 +387,13 @@ class Unpickler implements CallContext {
   }
 
   private loop(): UnpickleResult {
-    const d = this.data;
     for (;;) {
-      if (this.pos >= d.length) {
-        this.opStart = this.pos;
-        this.fail(`unexpected end of pickle at byte ${d.length}: no STOP opcode`);
+      this.opStart = this.offset;
+      if (this.pos >= this.data.length) {
+        if (this.offset >= this.total) this.fail(`unexpected end of pickle at byte ${this.total}: no STOP opcode`);
+        this.fill(1);
       }
-      this.opStart = this.pos;
-      const op = (this.op = d[this.pos++]);
+      const op = (this.op = this.data[this.pos++]);
       switch (op) {
         case OP.PROTO: {
           const p = this.u8();
@@ -328,13 +402,13 @@ class Unpickler implements CallContext {
         }
         case OP.FRAME: {
           const n = this.u64();
-          if (this.pos + n > d.length) {
-            this.fail(`unexpected end of pickle at byte ${d.length}: FRAME at byte ${this.opStart} announces ${n} bytes, ${d.length - this.pos} remain`);
+          if (this.offset + n > this.total) {
+            this.fail(`unexpected end of pickle at byte ${this.total}: FRAME at byte ${this.opStart} announces ${n} bytes, ${this.total - this.offset} remain`);
           }
           break;
         }
         case OP.STOP:
-          return { value: this.pop(), end: this.pos };
+          return { value: this.pop(), end: this.offset };
 
         // ---- marks and stack
         case OP.MARK:
@@ -428,9 +502,8 @@ class Unpickler implements CallContext {
           this.stack.push(this.text(this.u64()));
           break;
         case OP.UNICODE: {
-          const nl = d.indexOf(0x0a, this.pos);
-          if (nl < 0) this.fail(`unexpected end of pickle at byte ${d.length}: UNICODE at byte ${this.opStart} has no end of line`);
-          this.stack.push(this.rawUnicodeEscape(d.subarray(this.pos, nl)));
+          const nl = this.lineEnd();
+          this.stack.push(this.rawUnicodeEscape(this.data.subarray(this.pos, nl)));
           this.pos = nl + 1;
           break;
         }
@@ -447,17 +520,20 @@ class Unpickler implements CallContext {
           this.stack.push(this.latin1(this.take(this.u8())));
           break;
         case OP.SHORT_BINBYTES:
-          this.stack.push(this.take(this.u8()));
+          this.stack.push(this.bytes(this.u8()));
           break;
         case OP.BINBYTES:
-          this.stack.push(this.take(this.u32()));
+          this.stack.push(this.bytes(this.u32()));
           break;
         case OP.BINBYTES8:
-          this.stack.push(this.take(this.u64()));
+          this.stack.push(this.bytes(this.u64()));
           break;
-        case OP.BYTEARRAY8:
-          this.stack.push(this.take(this.u64()).slice());
+        case OP.BYTEARRAY8: {
+          // A bytearray is mutable in Python: never a view into the input (a file read is a copy).
+          const b = this.take(this.u64());
+          this.stack.push(this.file ? b : b.slice());
           break;
+        }
         case OP.NEXT_BUFFER: {
           const buffers = this.options.buffers ?? [];
           const i = this.nextBuffer++;
@@ -631,4 +707,10 @@ export function unpickleAt(bytes: Uint8Array, offset: number, options: UnpickleO
  *  as Python's pickle.loads does. */
 export function unpickle(bytes: Uint8Array, options: UnpickleOptions = {}): unknown {
   return unpickleAt(bytes, 0, options).value;
+}
+
+/** Unpickle an open file of any size, reading it a window at a time; large `bytes` payloads come
+ *  out as LazyBytes, readable while the file stays open (see FileUnpickleOptions). */
+export function unpickleFile(file: PickleFile, options: FileUnpickleOptions = {}): unknown {
+  return new Unpickler(file, 0, options).run().value;
 }

@@ -2,14 +2,15 @@
  * Whitelisted Python builtins, codecs, copyreg and collections helpers: the plumbing that pickles of
  * protocol 0-5 use to rebuild sets, bytes, slices, ordered dicts and plain class instances.
  */
-import { PyComplex, PyGlobal, PySlice, asInt, asString, typeName } from '../python';
+import { PyComplex, PyGlobal, PySlice, asInt, asString, bytesValue, typeName } from '../python';
 import type { GlobalTable } from './types';
 
 function iterable(v: unknown, what: string): unknown[] {
   if (Array.isArray(v)) return v;
   if (v instanceof Set) return [...v];
   if (v instanceof Map) return [...v.keys()];
-  if (v instanceof Uint8Array) return [...v];
+  const b = bytesValue(v);
+  if (b) return [...b];
   if (typeof v === 'string') return [...v];
   throw new Error(`${what}: cannot iterate ${typeName(v)}`);
 }
@@ -33,7 +34,8 @@ function bytesFromArgs(args: unknown[], what: string): Uint8Array {
   if (args.length === 0) return new Uint8Array(0);
   const [src, encoding] = args;
   if (typeof src === 'string') return encodeText(src, encoding === undefined ? 'utf-8' : asString(encoding, `${what} encoding`));
-  if (src instanceof Uint8Array) return src.slice();
+  const b = bytesValue(src);
+  if (b) return b.slice();
   if (typeof src === 'number') return new Uint8Array(src);
   return Uint8Array.from(iterable(src, what).map((x) => asInt(x, `${what} item`)));
 }

@@ -2,7 +2,7 @@
  * The pyarrow pieces pandas >= 2 pickles for Arrow-backed columns (pandas 3's default `str` dtype):
  * type aliases, buffers and `_restore_array`. Only flat string/binary/primitive arrays are decoded.
  */
-import { asInt, asString, asTuple, pyInt, typeName } from '../python';
+import { asInt, asString, asTuple, bytesValue, pyInt, typeName } from '../python';
 import type { GlobalTable } from './types';
 
 export class ArrowType {
@@ -41,7 +41,8 @@ function view(b: Uint8Array): DataView {
 
 function buffer(v: unknown, what: string): Uint8Array | null {
   if (v === null) return null;
-  if (v instanceof Uint8Array) return v;
+  const b = bytesValue(v);
+  if (b) return b;
   throw new Error(`${what} must be a pyarrow buffer, got ${typeName(v)}`);
 }
 
@@ -101,8 +102,9 @@ export const pyarrowGlobals: GlobalTable = {
   'pyarrow.lib.py_buffer': {
     kind: 'function',
     call: ([b]) => {
-      if (!(b instanceof Uint8Array)) throw new Error(`pyarrow.lib.py_buffer of ${typeName(b)}`);
-      return b;
+      const bytes = bytesValue(b);
+      if (!bytes) throw new Error(`pyarrow.lib.py_buffer of ${typeName(b)}`);
+      return bytes;
     },
   },
   'pyarrow.lib._restore_array': { kind: 'function', call: ([data]) => restoreArray(data) },
