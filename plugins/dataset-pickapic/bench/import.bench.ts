@@ -5,10 +5,14 @@
  * snappy-compressed like the published shards) that measure streaming: peak RSS must stay flat
  * as the file grows. Each import runs in a fresh child process so its RSS is its own.
  *
- *   node tools/scripts/run-ts.js plugins/dataset-pickapic/bench/import.bench.ts [--big-gb 2] [--keep]
+ *   node tools/scripts/run-ts.js plugins/dataset-pickapic/bench/import.bench.ts [--big-gb 2] [--keep] [--pickle <file.pkl> ...]
  *
  * `runImportBench()` is what `npm run bench` calls. Big files go to the OS temp dir and are
  * deleted afterwards unless `keep`.
+ *
+ * The paper's release format (pandas pickles) cannot be written without pandas, so pickles are
+ * measured only when given: `pickles` (USERPREF_BENCH_PICKLES in `npm run bench`, paths separated
+ * by ':'), e.g. the release's own files or one made by tools/bench/make_release_pickle.py.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -43,6 +47,8 @@ export interface ImportBenchOptions {
   workDir?: string;
   keep?: boolean;
   log?: (line: string) => void;
+  /** Release-format pickles (bench_*_w_bad*.pkl) to import and measure as well. */
+  pickles?: string[];
 }
 
 const RUN_TS = path.resolve(__dirname, '../../../tools/scripts/run-ts.js');
@@ -137,6 +143,12 @@ export async function runImportBench(opts: ImportBenchOptions = {}): Promise<Imp
         fs.rmSync(out, { recursive: true, force: true });
       }
     }
+    for (const file of opts.pickles ?? []) {
+      const out = path.join(work, `out-${path.basename(file)}`);
+      measurements.push(measureInChild(`release pickle ${path.basename(file)}`, file, out));
+      log(JSON.stringify(measurements.at(-1)));
+      fs.rmSync(out, { recursive: true, force: true });
+    }
   } finally {
     if (!opts.keep && !opts.workDir) fs.rmSync(work, { recursive: true, force: true });
   }
@@ -156,7 +168,8 @@ if (require.main === module || process.argv[1] === __filename) {
     );
   } else {
     const gbAt = args.indexOf('--big-gb');
-    runImportBench({ bigGb: gbAt >= 0 ? Number(args[gbAt + 1]) : 2, keep: args.includes('--keep') }).then(
+    const pickles = args.flatMap((a, i) => (args[i - 1] === '--pickle' ? [a] : []));
+    runImportBench({ bigGb: gbAt >= 0 ? Number(args[gbAt + 1]) : 2, keep: args.includes('--keep'), pickles }).then(
       (r) => {
         const rows = r.measurements.map((m) => `${m.label.padEnd(28)} ${(m.fileBytes / 1e6).toFixed(0).padStart(7)} MB ${String(m.rows).padStart(7)} rows ${String(m.rowsPerSec).padStart(6)} rows/s ${m.mbPerSec.toFixed(1).padStart(7)} MB/s  peak RSS ${m.peakRssMB} MB (baseline ${m.baselineRssMB} MB)`);
         process.stdout.write(rows.join('\n') + '\n');

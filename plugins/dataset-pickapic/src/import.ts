@@ -346,66 +346,70 @@ async function importPickles(
   const refIndex = new Map<string, number>();
   for (const file of files) {
     const split = splitOfPickle(file, opts.split);
-    const frame = await readPaperPickle(file);
-    addBytes(frame.byteLength);
     const name = path.basename(file);
-    for (let start = 0; start < frame.length; start += 64) {
-      const rows = frame.rows(start, Math.min(frame.length, start + 64));
-      const toCheck: Array<{ id: string; bytes: Uint8Array }> = [];
-      const hashed = rows.map((r) => {
-        const h = (b: Uint8Array | null) => (b ? imageId(b) : null);
-        const ids = { image0: h(r.image0), image1: h(r.image1), liked: r.liked.map(h), disliked: r.disliked.map(h) };
-        const push = (id: string | null, b: Uint8Array | null) => id && b && toCheck.push({ id, bytes: b });
-        push(ids.image0, r.image0);
-        push(ids.image1, r.image1);
-        r.liked.forEach((b, k) => push(ids.liked[k], b));
-        r.disliked.forEach((b, k) => push(ids.disliked[k], b));
-        return ids;
-      });
-      await gate.prepare(toCheck);
-      rows.forEach((r, k) => {
-        const where = `${name}:${start + k}`;
-        const ids = hashed[k];
-        tally.read++;
-        if (r.label0 === 0.5 && !opts.keepTies) return tally.skip('tie', where);
-        if (r.label0 !== 0 && r.label0 !== 1 && r.label0 !== 0.5) return tally.skip('bad_label', where, `label0 = ${r.label0}`);
-        if (r.userId === null || r.prompt === null) return tally.skip('missing_value', where, 'user_id or prompt is null');
-        if (r.liked.length !== r.disliked.length || r.liked.length !== r.prompts.length) {
-          return tally.skip('bad_references', where, `reference_list has ${r.liked.length}, reference_list_bad ${r.disliked.length}, reference_prompt_list ${r.prompts.length} entries`);
-        }
-        const bad = [ids.image0, ids.image1].filter((id) => !id || !gate.check(id).ok);
-        if (bad.length) return tally.skip('corrupt_image', where, `target image ${bad.map((b) => b?.slice(0, 12) ?? 'null').join(', ')} does not decode`);
-        const pool: number[] = [];
-        let droppedRefs = 0;
-        for (let j = 0; j < r.liked.length; j++) {
-          const [l, d] = [ids.liked[j], ids.disliked[j]];
-          if (!l || !d || !gate.check(l).ok || !gate.check(d).ok) {
-            droppedRefs++;
-            continue;
+    const frame = await readPaperPickle(file);
+    try {
+      addBytes(frame.byteLength);
+      for (let start = 0; start < frame.length; start += 64) {
+        const rows = frame.rows(start, Math.min(frame.length, start + 64));
+        const toCheck: Array<{ id: string; bytes: Uint8Array }> = [];
+        const hashed = rows.map((r) => {
+          const h = (b: Uint8Array | null) => (b ? imageId(b) : null);
+          const ids = { image0: h(r.image0), image1: h(r.image1), liked: r.liked.map(h), disliked: r.disliked.map(h) };
+          const push = (id: string | null, b: Uint8Array | null) => id && b && toCheck.push({ id, bytes: b });
+          push(ids.image0, r.image0);
+          push(ids.image1, r.image1);
+          r.liked.forEach((b, k) => push(ids.liked[k], b));
+          r.disliked.forEach((b, k) => push(ids.disliked[k], b));
+          return ids;
+        });
+        await gate.prepare(toCheck);
+        rows.forEach((r, k) => {
+          const where = `${name}:${start + k}`;
+          const ids = hashed[k];
+          tally.read++;
+          if (r.label0 === 0.5 && !opts.keepTies) return tally.skip('tie', where);
+          if (r.label0 !== 0 && r.label0 !== 1 && r.label0 !== 0.5) return tally.skip('bad_label', where, `label0 = ${r.label0}`);
+          if (r.userId === null || r.prompt === null) return tally.skip('missing_value', where, 'user_id or prompt is null');
+          if (r.liked.length !== r.disliked.length || r.liked.length !== r.prompts.length) {
+            return tally.skip('bad_references', where, `reference_list has ${r.liked.length}, reference_list_bad ${r.disliked.length}, reference_prompt_list ${r.prompts.length} entries`);
           }
-          const key = `${r.userId}\u0000${l}\u0000${d}\u0000${r.prompts[j]}`;
-          let idx = refIndex.get(key);
-          if (idx === undefined) {
-            idx = comparisons.length;
-            refIndex.set(key, idx);
-            gate.keep(l, r.liked[j]!);
-            gate.keep(d, r.disliked[j]!);
-            comparisons.push({ userId: r.userId, prompt: r.prompts[j] ?? '', image0: l, image1: d, label0: 1, rankingId: null, source: `${where}:ref${j}`, p0: null, populationPick0: null });
+          const bad = [ids.image0, ids.image1].filter((id) => !id || !gate.check(id).ok);
+          if (bad.length) return tally.skip('corrupt_image', where, `target image ${bad.map((b) => b?.slice(0, 12) ?? 'null').join(', ')} does not decode`);
+          const pool: number[] = [];
+          let droppedRefs = 0;
+          for (let j = 0; j < r.liked.length; j++) {
+            const [l, d] = [ids.liked[j], ids.disliked[j]];
+            if (!l || !d || !gate.check(l).ok || !gate.check(d).ok) {
+              droppedRefs++;
+              continue;
+            }
+            const key = `${r.userId}\u0000${l}\u0000${d}\u0000${r.prompts[j]}`;
+            let idx = refIndex.get(key);
+            if (idx === undefined) {
+              idx = comparisons.length;
+              refIndex.set(key, idx);
+              gate.keep(l, r.liked[j]!);
+              gate.keep(d, r.disliked[j]!);
+              comparisons.push({ userId: r.userId, prompt: r.prompts[j] ?? '', image0: l, image1: d, label0: 1, rankingId: null, source: `${where}:ref${j}`, p0: null, populationPick0: null });
+            }
+            pool.push(idx);
           }
-          pool.push(idx);
-        }
-        if (droppedRefs) log.warn(`row ${where}: ${droppedRefs} reference pair(s) with undecodable images left out`);
-        gate.keep(ids.image0!, r.image0!);
-        gate.keep(ids.image1!, r.image1!);
-        const target = comparisons.length;
-        comparisons.push({ userId: r.userId, prompt: r.prompt, image0: ids.image0!, image1: ids.image1!, label0: r.label0, rankingId: null, source: where, p0: null, populationPick0: null });
-        const s = out[split];
-        s.pools.push(pool);
-        s.examples.push([target, s.pools.length - 1]);
-        s.users.add(r.userId);
-        tally.kept++;
-        if (r.label0 === 0.5) tally.ties++;
-      });
+          if (droppedRefs) log.warn(`row ${where}: ${droppedRefs} reference pair(s) with undecodable images left out`);
+          gate.keep(ids.image0!, r.image0!);
+          gate.keep(ids.image1!, r.image1!);
+          const target = comparisons.length;
+          comparisons.push({ userId: r.userId, prompt: r.prompt, image0: ids.image0!, image1: ids.image1!, label0: r.label0, rankingId: null, source: where, p0: null, populationPick0: null });
+          const s = out[split];
+          s.pools.push(pool);
+          s.examples.push([target, s.pools.length - 1]);
+          s.users.add(r.userId);
+          tally.kept++;
+          if (r.label0 === 0.5) tally.ties++;
+        });
+      }
+    } finally {
+      frame.close();
     }
     log.info(`import: ${name} done`, { split, rows: frame.length, rowsKept: tally.kept });
   }

@@ -2,10 +2,12 @@
  * Reader 2: the paper's processed release (SPEC §6), pickled pandas DataFrames with one row per
  * (user, target comparison): user_id, reference_list (liked image bytes), reference_list_bad
  * (disliked, same length), reference_prompt_list, image0, image1, prompt, label0 (1 = image0
- * preferred). Unpickled by @userpref/pickle, which executes nothing.
+ * preferred). Unpickled by @userpref/pickle, which executes nothing. The file is read a window
+ * at a time and its images stay on disk until a row asks for them, so a pickle of several GB (the
+ * release's training splits) needs memory for its structure only.
  */
 import { promises as fsp } from 'fs';
-import { readDataFrame, type DataFrame } from '@userpref/pickle';
+import { LazyBytes, PickleFile, readDataFrame, type DataFrame } from '@userpref/pickle';
 import { PickapicFormatError } from './parquet-io';
 
 export const PAPER_COLUMNS = ['user_id', 'reference_list', 'reference_list_bad', 'reference_prompt_list', 'image0', 'image1', 'prompt', 'label0'] as const;
@@ -24,16 +26,19 @@ export interface PaperRow {
 export interface PaperFrame {
   readonly length: number;
   readonly byteLength: number;
+  /** Rows `start..end`, their images read from the file now. */
   rows(start: number, end: number): PaperRow[];
+  /** Closes the file: rows can no longer be read. */
+  close(): void;
 }
 
 function bytesOf(v: unknown): Uint8Array | null {
   if (v instanceof Uint8Array) return v;
+  if (v instanceof LazyBytes) return v.read();
   // PIL-free releases sometimes store {'bytes': b'...', 'path': ...} dicts (HF Image feature).
   if (v && typeof v === 'object') {
-    const b = (v as Record<string, unknown>).bytes;
-    if (b instanceof Uint8Array) return b;
-    if (v instanceof Map && v.get('bytes') instanceof Uint8Array) return v.get('bytes') as Uint8Array;
+    const b = v instanceof Map ? v.get('bytes') : (v as Record<string, unknown>).bytes;
+    if (b instanceof Uint8Array || b instanceof LazyBytes) return bytesOf(b);
   }
   return null;
 }
@@ -47,24 +52,32 @@ function listOf(v: unknown): unknown[] {
 const str = (v: unknown): string | null => (v === null || v === undefined ? null : typeof v === 'string' ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : String(v));
 const num = (v: unknown): number => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : NaN);
 
+/** Opens one of the release's pickles; the caller closes the frame when done with its rows. */
 export async function readPaperPickle(file: string): Promise<PaperFrame> {
   const st = await fsp.stat(file);
   if (st.size === 0) throw new PickapicFormatError(`${file}: file is empty (0 bytes), not a pickle`);
-  if (st.size >= 2 ** 31 - 1) throw new PickapicFormatError(`${file}: ${st.size} bytes; pickles must be read whole and Node reads at most 2 GiB at once: split it (the release's bench_train_w_bad_split_N files are)`);
-  const bytes = new Uint8Array(await fsp.readFile(file));
+  const pickle = PickleFile.open(file);
   let frame: DataFrame;
+  let col: Record<(typeof PAPER_COLUMNS)[number], unknown[]>;
   try {
-    frame = readDataFrame(bytes);
+    try {
+      frame = readDataFrame(pickle);
+    } catch (err) {
+      throw new PickapicFormatError(`${file}: not a readable pandas DataFrame pickle: ${(err as Error).message}`);
+    }
+    const missing = PAPER_COLUMNS.filter((c) => !frame.columns.includes(c));
+    if (missing.length) throw new PickapicFormatError(`${file}: missing column(s) ${missing.map((m) => `'${m}'`).join(', ')} of the paper's release (columns found: ${frame.columns.join(', ')})`);
+    col = Object.fromEntries(PAPER_COLUMNS.map((c) => [c, frame.column(c)])) as typeof col;
   } catch (err) {
-    throw new PickapicFormatError(`${file}: not a readable pandas DataFrame pickle: ${(err as Error).message}`);
+    pickle.close();
+    throw err;
   }
-  const missing = PAPER_COLUMNS.filter((c) => !frame.columns.includes(c));
-  if (missing.length) throw new PickapicFormatError(`${file}: missing column(s) ${missing.map((m) => `'${m}'`).join(', ')} of the paper's release (columns found: ${frame.columns.join(', ')})`);
-  const col = Object.fromEntries(PAPER_COLUMNS.map((c) => [c, frame.column(c)])) as Record<(typeof PAPER_COLUMNS)[number], unknown[]>;
   return {
     length: frame.length,
     byteLength: st.size,
+    close: () => pickle.close(),
     rows(start, end) {
+      if (pickle.closed) throw new Error(`${file}: rows ${start}..${end} read after the file was closed`);
       const out: PaperRow[] = [];
       for (let i = start; i < end; i++) {
         out.push({
