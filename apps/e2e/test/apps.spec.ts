@@ -74,9 +74,11 @@ it('runs train, train2 and eval end to end', async () => {
     { label: 'stage1', adapter: path.join(s1, 'adapter') },
     { label: 'stage2', adapter: path.join(s1, 'adapter'), tokens: path.join(s2, 'tokens') },
   ];
-  const r = run('eval', ['--exp_name', 'ev', '--set', `eval.models=${JSON.stringify(models)}`]);
+  const r = run('eval', ['--exp_name', 'ev', '--set', `eval.models=${JSON.stringify(models)}`, '--set', 'eval.paired=[["stage2","stage1"]]']);
   expect(r.stdout).toContain('| stage1 |');
+  expect(r.stdout).toContain('| stage2 | stage1 |');
   const report = JSON.parse(await fs.readFile(path.join(tmp, 'runs', 'ev', 'results.json'), 'utf8'));
+  expect(report.paired.map((d: { a: string; b: string; n: number }) => [d.a, d.b, d.n])).toEqual([['stage2', 'stage1', report.rows[0].n]]);
   expect(report.rows.map((x: { label: string }) => x.label)).toEqual(['stage1', 'stage2', 'random', 'nearest-reference', 'bayes-optimal']);
   expect(report.curve.map((p: { referencePairs: number }) => p.referencePairs)).toEqual([0, 2]);
   for (const f of ['results.md', 'results.png']) expect(existsSync(path.join(tmp, 'runs', 'ev', f))).toBe(true);

@@ -5,7 +5,7 @@ import { markdownTable, runSuite, writeReport } from '@userpref/training';
 
 runMain(async () => {
   const { config } = await parseRun(
-    { name: 'eval', description: 'Evaluate adapters / preference tokens: accuracy with 95% CI, per-user accuracy, ROC AUC, accuracy vs reference pairs, baselines.', flags: EVAL_FLAGS, defaultConfig: path.join(__dirname, '..', 'config', 'default.json') },
+    { name: 'eval', description: 'Evaluate adapters / preference tokens: accuracy with 95% CI, per-user accuracy, ROC AUC, accuracy vs reference pairs, baselines, paired differences.', flags: EVAL_FLAGS, defaultConfig: path.join(__dirname, '..', 'config', 'default.json') },
     process.argv.slice(2),
   );
   const e = config.eval;
@@ -26,6 +26,7 @@ runMain(async () => {
       refCounts,
       models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs, curve: m.curve })),
       baselines: e.baselines,
+      paired: e.paired,
       seed: config.seed,
     },
   );

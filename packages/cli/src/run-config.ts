@@ -38,6 +38,8 @@ export interface EvalSection {
   /** Adapters / tokens to evaluate, by label; the first is the headline. */
   models: Array<{ label: string; adapter?: string; tokens?: string; reference_pairs?: number; curve?: boolean }>;
   baselines: Array<'random' | 'nearest-reference' | 'bayes-optimal'>;
+  /** Row label pairs [a, b] compared on the same comparisons; default the first model against the rest. */
+  paired?: Array<[string, string]>;
 }
 
 export interface RunConfig {
@@ -98,6 +100,11 @@ export const EVAL_SCHEMA: OptionsSchema = {
       items: { enum: ['random', 'nearest-reference', 'bayes-optimal'] },
       default: ['random', 'nearest-reference', 'bayes-optimal'],
       description: 'Baselines scored on the same split.',
+    },
+    paired: {
+      type: 'array',
+      items: { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 2 },
+      description: 'Row labels [a, b] to compare on the same comparisons: a minus b with a paired bootstrap interval and an exact sign test. Default: the first model against every other row with scores; [] for none.',
     },
   },
 };

@@ -1,6 +1,7 @@
 /**
  * Evaluation metrics of SPEC §7: pairwise accuracy with an explicit tie policy, a bootstrap
- * confidence interval, the per-user accuracy distribution and the ROC AUC of the score.
+ * confidence interval, the per-user accuracy distribution and the ROC AUC of the score; and the
+ * paired difference of two models on the same comparisons.
  */
 import { Rng, type PreferenceScore } from '@userpref/core';
 
@@ -65,6 +66,69 @@ export function bootstrapCi(values: readonly number[], samples: number, seed: nu
   means.sort();
   const q = (p: number) => means[Math.min(samples - 1, Math.max(0, Math.floor(p * (samples - 1))))];
   return [q(0.025), q(0.975)];
+}
+
+/** Model a against model b on the same comparisons. */
+export interface PairedSummary {
+  /** Comparisons both are credited on (the tie policy drops the same ones for both). */
+  n: number;
+  /** Mean credit of a minus mean credit of b (accuracy difference, as a fraction). */
+  difference: number;
+  /** 95% percentile bootstrap of the difference, resampling comparisons (paired). */
+  ci95: [number, number];
+  /** Comparisons where a earns more credit than b, and the reverse. */
+  aBetter: number;
+  bBetter: number;
+  /** Exact two-sided sign test on the comparisons where the credits differ (McNemar's exact test
+   *  when credits are 0/1); 1 when they never differ. */
+  pValue: number;
+}
+
+/**
+ * Paired comparison of two scorings of the same comparisons, in the same order: far more sensitive
+ * than comparing two separate intervals, because both models see the same hard and easy cases.
+ */
+export function pairedAccuracy(a: readonly PreferenceScore[], b: readonly PreferenceScore[], policy: TiePolicy, bootstrap = { samples: 1000, seed: 0 }): PairedSummary {
+  if (a.length !== b.length) throw new Error(`paired comparison needs the same comparisons: ${a.length} scores against ${b.length}`);
+  const diffs: number[] = [];
+  let aBetter = 0;
+  let bBetter = 0;
+  a.forEach((sa, i) => {
+    const sb = b[i];
+    if (sa.userId !== sb.userId || sa.label0 !== sb.label0) {
+      throw new Error(`paired comparison needs the same comparisons in the same order: #${i} is user ${sa.userId} (label0 ${sa.label0}) against user ${sb.userId} (label0 ${sb.label0})`);
+    }
+    const ca = credit(sa, policy);
+    const cb = credit(sb, policy);
+    if (ca === null || cb === null) return;
+    diffs.push(ca - cb);
+    if (ca > cb) aBetter++;
+    else if (cb > ca) bBetter++;
+  });
+  const n = diffs.length;
+  return {
+    n,
+    difference: n ? diffs.reduce((x, d) => x + d, 0) / n : NaN,
+    ci95: bootstrapCi(diffs, bootstrap.samples, bootstrap.seed),
+    aBetter,
+    bBetter,
+    pValue: signTestP(aBetter, bBetter),
+  };
+}
+
+/** Exact two-sided sign test: P(|X - m/2| >= |k - m/2|) for X ~ Binomial(m = k + l, 1/2). */
+export function signTestP(k: number, l: number): number {
+  const m = k + l;
+  if (m === 0) return 1;
+  const lo = Math.min(k, l);
+  // log C(m, i) - m log 2, summed for i <= lo in log space (m may be tens of thousands).
+  let logTerm = -m * Math.LN2;
+  let logSum = logTerm;
+  for (let i = 0; i < lo; i++) {
+    logTerm += Math.log(m - i) - Math.log(i + 1);
+    logSum = Math.max(logSum, logTerm) + Math.log1p(Math.exp(-Math.abs(logSum - logTerm)));
+  }
+  return Math.min(1, 2 * Math.exp(logSum));
 }
 
 export interface UserAccuracy {

@@ -19,6 +19,19 @@ export function markdownTable(r: SuiteReport): string {
     lines.push('', `Accuracy of ${r.curveModel ?? r.rows[0]?.label} against the number of reference pairs:`, '', '| reference pairs | accuracy % | 95% CI |', '|---:|---:|---|');
     for (const p of r.curve) lines.push(`| ${p.referencePairs} | ${pct(p.accuracy)} | ${pct(p.ci95[0])}-${pct(p.ci95[1])} |`);
   }
+  const paired = r.paired ?? [];
+  if (paired.length) {
+    const pts = (x: number) => (Number.isFinite(x) ? `${x > 0 ? '+' : ''}${(100 * x).toFixed(2)}` : '-');
+    const pv = (p: number) => (p < 1e-3 ? p.toExponential(1) : p.toFixed(3));
+    lines.push(
+      '',
+      'Paired differences on the same comparisons (a minus b, accuracy points; 95% paired bootstrap interval; exact sign test on the comparisons where a and b differ):',
+      '',
+      '| a | b | difference | 95% CI | a better | b better | p |',
+      '|---|---|---:|---|---:|---:|---:|',
+      ...paired.map((d) => `| ${d.a} | ${d.b} | ${pts(d.difference)} | ${pts(d.ci95[0])} to ${pts(d.ci95[1])} | ${d.aBetter} | ${d.bBetter} | ${pv(d.pValue)} |`),
+    );
+  }
   return lines.join('\n') + '\n';
 }
 

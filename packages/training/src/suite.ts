@@ -1,12 +1,13 @@
 /**
  * The evaluation suite (SPEC §7): each configured model (adapter +/- preference tokens) scored on
  * one split, with accuracy and its 95% bootstrap interval, the per-user distribution, ROC AUC,
- * accuracy against the number of reference pairs, and baselines on the same comparisons.
+ * accuracy against the number of reference pairs, baselines on the same comparisons, and paired
+ * differences between rows (same comparisons: paired bootstrap and exact sign test).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceTokens, type SplitName } from '@userpref/core';
 import { scoreSplit, truncateReferences } from './evaluate';
-import { pairwiseAccuracy, perUserAccuracy, rocAuc, type TiePolicy } from './metrics';
+import { pairedAccuracy, pairwiseAccuracy, perUserAccuracy, rocAuc, type PairedSummary, type TiePolicy } from './metrics';
 
 export interface SuiteModel {
   label: string;
@@ -28,7 +29,15 @@ export interface SuiteOptions {
   refCounts: number[];
   models: SuiteModel[];
   baselines: Array<'random' | 'nearest-reference' | 'bayes-optimal'>;
+  /** Pairs of row labels [a, b] to compare on the same comparisons (a minus b). Default: the first
+   *  model against every other row that has per-comparison scores; [] for none. */
+  paired?: Array<[string, string]>;
   seed: number;
+}
+
+export interface PairedResult extends PairedSummary {
+  a: string;
+  b: string;
 }
 
 export interface RowResult {
@@ -52,6 +61,8 @@ export interface SuiteReport {
   curveModel?: string;
   /** Its accuracy against the number of reference pairs. */
   curve: Array<{ referencePairs: number; accuracy: number; ci95: [number, number] }>;
+  /** Paired differences (SuiteOptions.paired). */
+  paired: PairedResult[];
   createdAt: string;
 }
 
@@ -76,6 +87,9 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     if (done === all || done % Math.max(1, Math.floor(all / 5)) < o.batchSize) c.logger.info(`scoring ${label}`, { done, total: all });
   };
 
+  const pairs = pairsToCompare(o);
+  const scored = new Map<string, PreferenceScore[]>();
+
   const marked = o.models.filter((m) => m.curve);
   if (marked.length > 1) throw new Error(`only one model can draw the reference-pairs curve; marked: ${marked.map((m) => `'${m.label}'`).join(', ')}`);
   const curveIndex = marked.length ? o.models.indexOf(marked[0]) : 0;
@@ -99,6 +113,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     } else c.backbone.setPrefixProvider(null);
     const scores = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: m.referencePairs, onProgress: progress(m.label) });
     users = new Set(scores.map((s) => s.userId)).size;
+    scored.set(m.label, scores);
     rows.push(summarise(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined));
     if (i === curveIndex && o.refCounts.length) {
       curve = [];
@@ -117,19 +132,47 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
   for (const b of o.baselines) {
     if (b === 'random') {
       const rng = Rng.stream(o.seed, 'random-baseline');
-      rows.push(summarise('random', 'baseline', examples.map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }))));
+      scored.set('random', examples.map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() })));
+      rows.push(summarise('random', 'baseline', scored.get('random')!));
     } else if (b === 'nearest-reference') {
       if (!c.backbone.imageEmbeddings) {
         c.logger.warn('nearest-reference baseline skipped: the backbone has no imageEmbeddings()');
         continue;
       }
-      rows.push(summarise('nearest-reference', 'baseline', await nearestReferenceScores(c.backbone, examples, o.batchSize), 'similarity to liked minus disliked references in the frozen image-feature space'));
+      scored.set('nearest-reference', await nearestReferenceScores(c.backbone, examples, o.batchSize));
+      rows.push(summarise('nearest-reference', 'baseline', scored.get('nearest-reference')!, 'similarity to liked minus disliked references in the frozen image-feature space'));
     } else if (b === 'bayes-optimal') {
       const st = c.dataset.stats(o.split);
       if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
     }
   }
-  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, createdAt: new Date().toISOString() };
+  const paired: PairedResult[] = [];
+  for (const [a, b] of pairs) {
+    const sa = scored.get(a);
+    const sb = scored.get(b);
+    if (!sa || !sb) {
+      c.logger.warn(`paired comparison ${a} - ${b} skipped: ${!sa ? a : b} was not scored`);
+      continue;
+    }
+    paired.push({ a, b, ...pairedAccuracy(sa, sb, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed }) });
+  }
+  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, paired, createdAt: new Date().toISOString() };
+}
+
+/** The [a, b] label pairs to compare, checked before anything is scored. */
+function pairsToCompare(o: SuiteOptions): Array<[string, string]> {
+  const labels = o.models.map((m) => m.label);
+  const comparable = [...labels, ...o.baselines.filter((b) => b !== 'bayes-optimal')];
+  if (o.paired === undefined) return comparable.slice(1).map((b) => [comparable[0], b]);
+  for (const pair of o.paired) {
+    for (const label of pair) {
+      if (label === 'bayes-optimal') throw new Error(`paired comparison ${pair[0]} - ${pair[1]}: bayes-optimal has no per-comparison scores to pair`);
+      if (!comparable.includes(label)) throw new Error(`paired comparison ${pair[0]} - ${pair[1]}: no row '${label}' (rows with scores: ${comparable.join(', ')})`);
+      if (labels.indexOf(label) !== labels.lastIndexOf(label)) throw new Error(`paired comparison ${pair[0]} - ${pair[1]}: more than one model is labelled '${label}'`);
+    }
+    if (pair[0] === pair[1]) throw new Error(`paired comparison ${pair[0]} - ${pair[1]}: a row against itself`);
+  }
+  return o.paired;
 }
 
 /** score(c) = cos(c, mean liked refs) - cos(c, mean disliked refs): ViPer's idea without training. */

@@ -1,4 +1,4 @@
-import { bootstrapCi, credit, pairwiseAccuracy, perUserAccuracy, quantile, rocAuc } from '../src/metrics';
+import { bootstrapCi, credit, pairedAccuracy, pairwiseAccuracy, perUserAccuracy, quantile, rocAuc, signTestP } from '../src/metrics';
 
 const s = (userId: string, score0: number, score1: number, label0: number) => ({ userId, score0, score1, label0 });
 
@@ -46,5 +46,38 @@ describe('metrics', () => {
     // Normal approximation: se = sqrt(.75*.25/200) = 0.0306 -> half-width ~0.06.
     expect(a[1] - a[0]).toBeGreaterThan(0.09);
     expect(a[1] - a[0]).toBeLessThan(0.15);
+  });
+
+  it('compares two models on the same comparisons: paired difference, bootstrap and exact sign test', () => {
+    // 12 comparisons (label0 1): a right on all but 1; b right on 3 (2 shared with a, and the one a misses).
+    // a better on 9, b better on 1, equal on 2 -> difference (9 - 1) / 12.
+    const right = (u: number) => s(`u${u}`, 0.9, 0.1, 1);
+    const wrong = (u: number) => s(`u${u}`, 0.1, 0.9, 1);
+    const ids = Array.from({ length: 12 }, (_, i) => i);
+    const a = ids.map((i) => (i === 11 ? wrong(i) : right(i)));
+    const b = ids.map((i) => (i >= 9 ? right(i) : wrong(i)));
+    const r = pairedAccuracy(a, b, { kind: 'drop' }, { samples: 400, seed: 5 });
+    expect([r.n, r.aBetter, r.bBetter]).toEqual([12, 9, 1]);
+    expect(r.difference).toBeCloseTo(8 / 12, 12);
+    // exact two-sided binomial test, 1 of 10: 2 * (C(10,0) + C(10,1)) / 2^10 (Python's exact integers agree)
+    expect(r.pValue).toBeCloseTo(0.021484375, 12);
+    expect(r.ci95[0]).toBeLessThan(8 / 12);
+    expect(r.ci95[1]).toBeGreaterThan(8 / 12);
+    // a model against itself: no difference, interval [0, 0], p = 1
+    expect(pairedAccuracy(a, a, { kind: 'drop' })).toEqual({ n: 12, difference: 0, ci95: [0, 0], aBetter: 0, bBetter: 0, pValue: 1 });
+    // tie labels are dropped for both under 'drop'
+    expect(pairedAccuracy([...a, s('t', 0.9, 0.1, 0.5)], [...b, s('t', 0.1, 0.9, 0.5)], { kind: 'drop' }).n).toBe(12);
+    // other comparisons, or another order, are an error
+    expect(() => pairedAccuracy(a, b.slice(1), { kind: 'drop' })).toThrow('12 scores against 11');
+    expect(() => pairedAccuracy(a, [...b].reverse(), { kind: 'drop' })).toThrow('#0 is user u0 (label0 1) against user u11');
+  });
+
+  it('computes exact sign-test p-values for large counts too (goldens: exact integer sums in Python)', () => {
+    // p = min(1, 2 * sum_{i <= min(k, l)} C(k + l, i) / 2^(k + l)), evaluated with fractions.Fraction
+    expect(signTestP(0, 7)).toBeCloseTo(0.015625, 15);
+    expect(signTestP(5, 5)).toBe(1);
+    expect(signTestP(0, 0)).toBe(1);
+    expect(signTestP(136, 60) / 5.833103132089974e-8).toBeCloseTo(1, 9);
+    expect(signTestP(9800, 10200) / 0.004780889455902644).toBeCloseTo(1, 9);
   });
 });

@@ -54,10 +54,23 @@ describe('evaluation suite', () => {
     expect(report.curve[2].accuracy).toBeCloseTo(row('stage1').accuracy, 12);
     expect(row('stage1').ci95[0]).toBeLessThanOrEqual(row('stage1').accuracy);
 
+    // Paired differences, by default the first model against every other row with scores: on the
+    // same comparisons the difference of accuracies is the mean paired difference.
+    expect(report.paired.map((d) => [d.a, d.b])).toEqual([['stage1', 'no-refs'], ['stage1', 'random'], ['stage1', 'nearest-reference']]);
+    for (const d of report.paired) {
+      expect(d.n).toBe(row('stage1').n);
+      expect(d.difference).toBeCloseTo(row(d.a).accuracy - row(d.b).accuracy, 12);
+      expect(d.ci95[0]).toBeLessThanOrEqual(d.difference);
+      expect(d.ci95[1]).toBeGreaterThanOrEqual(d.difference);
+    }
+    expect(report.paired[0].pValue).toBeLessThan(0.01);
+
     const files = await writeReport(report, path.join(tmp, 'eval'));
     const md = await fs.readFile(files.markdown, 'utf8');
     expect(md).toContain('| stage1 |');
     expect(md).toContain('| reference pairs | accuracy % | 95% CI |');
+    expect(md).toContain('| a | b | difference | 95% CI | a better | b better | p |');
+    expect(md).toContain(`| stage1 | no-refs | +${(100 * report.paired[0].difference).toFixed(2)} |`);
     expect(markdownTable(report)).toBe(md);
     const meta = await sharp(files.png).metadata();
     expect(meta.format).toBe('png');
@@ -75,5 +88,14 @@ describe('evaluation suite', () => {
     expect(markdownTable(second)).toContain('Accuracy of stage1 against the number of reference pairs');
     await expect(runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, models: [{ label: 'stage1', adapter }, { label: 'untrained' }] })).rejects.toThrow("model 'untrained' has no adapter but comes after 'stage1'");
     await expect(runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, models: [{ label: 'a', adapter, curve: true }, { label: 'b', adapter, curve: true }] })).rejects.toThrow('only one model');
+    // Pairs are checked before anything is scored; [] asks for none.
+    const models = [{ label: 'untrained' }, { label: 'stage1', adapter }];
+    expect((await runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, refCounts: [], models, paired: [] })).paired).toEqual([]);
+    const named = await runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, refCounts: [], models, paired: [['stage1', 'untrained']] });
+    expect(named.paired.map((d) => [d.a, d.b, d.aBetter > d.bBetter])).toEqual([['stage1', 'untrained', true]]);
+    const bad = (paired: Array<[string, string]>) => runSuite({ backbone: new ToyBackbone(9), dataset, logger }, { ...base, models, baselines: ['random', 'bayes-optimal'], paired });
+    await expect(bad([['stage1', 'stage2']])).rejects.toThrow("no row 'stage2' (rows with scores: untrained, stage1, random)");
+    await expect(bad([['stage1', 'bayes-optimal']])).rejects.toThrow('bayes-optimal has no per-comparison scores');
+    await expect(bad([['stage1', 'stage1']])).rejects.toThrow('a row against itself');
   });
 });
