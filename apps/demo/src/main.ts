@@ -112,6 +112,13 @@ runMain(async () => {
     { label: 'stage 2 (+tokens)', adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
     { label: 'non-personalised', adapter: path.join(norefs, 'adapter'), reference_pairs: 0 },
   ];
-  runApp('eval', ['--exp_name', 'eval', '--set', `eval.models=${JSON.stringify(models)}`]);
+  // What each step adds, measured on the same comparisons (paired), not by overlapping intervals.
+  const paired = [
+    ['stage 1 (LoRA)', 'non-personalised'],
+    ['stage 1 (LoRA)', 'stand-in base (no LoRA)'],
+    ['stage 2 (+tokens)', 'stage 1 (LoRA)'],
+    ['stage 1 (LoRA)', 'nearest-reference'],
+  ];
+  runApp('eval', ['--exp_name', 'eval', '--set', `eval.models=${JSON.stringify(models)}`, '--set', `eval.paired=${JSON.stringify(paired)}`]);
   process.stderr.write(`\ndemo finished in ${((Date.now() - started) / 60000).toFixed(1)} min; results in ${path.join(runs, 'eval')} (results.md, results.json, results.png)\n`);
 });
