@@ -12,7 +12,7 @@ import { createLogger, type Logger, type SplitName } from '@userpref/core';
 import { checkImage, imageId, mapLimit, type ImageCheck } from './images';
 import { PickapicFormatError } from './parquet-io';
 import { openPickapicShard, type PickapicRow } from './pickapic-parquet';
-import { readPaperPickle } from './paper-pickle';
+import { paperRowBatches, readPaperPickle } from './paper-pickle';
 import { buildSplits, type SplitProtocol } from './splits';
 import {
   FORMAT_NAME,
@@ -44,6 +44,9 @@ export interface ImportOptions {
   keepTies?: boolean;
   /** Rows per read inside a row group (when the file has offset indexes). Default 256. */
   batchRows?: number;
+  /** Release pickles: a batch of rows stops at the row that reaches this many image bytes (at most
+   *  64 rows). Default 64 MiB. */
+  batchBytes?: number;
   /** Images decoded in parallel while validating. Default 4. */
   concurrency?: number;
   /** For a pickle whose name does not say its split (bench_train/val/test). */
@@ -58,6 +61,7 @@ export interface ImportOptions {
 export interface ImportResult {
   readonly manifest: Manifest;
   readonly reconciliation: Reconciliation;
+  /** Parquet: bytes read from the files; release pickles: image bytes read. */
   readonly bytesRead: number;
   readonly elapsedMs: number;
   readonly splits: Record<SplitName, { examples: number; users: number }>;
@@ -188,7 +192,13 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
       unusedTies = built.unusedTies;
     } else {
       if (opts.splitProtocol) log.warn(`--split-protocol ${opts.splitProtocol} is ignored for the paper's pickles: the release comes split (train / val / test files)`);
-      splits = await importPickles(files, opts, tally, gate, comparisons, log, (n) => (bytesRead += n));
+      splits = await importPickles(files, opts, tally, gate, comparisons, log, {
+        addBytes: (n) => (bytesRead += n),
+        batchDone: (file, rowsDone, rows) => {
+          opts.onBatch?.({ rowsRead: tally.read, bytesRead });
+          progress(file, { rows: `${rowsDone}/${rows}` }, rowsDone === rows);
+        },
+      });
     }
   } finally {
     await new Promise<void>((resolve) => skipLog.end(resolve));
@@ -336,7 +346,8 @@ async function importPickles(
   gate: ImageGate,
   comparisons: StoredComparison[],
   log: Logger,
-  addBytes: (n: number) => void,
+  /** addBytes: image bytes read (progress in MB); batchDone: after each batch of rows. */
+  report: { addBytes(n: number): void; batchDone(file: string, rowsDone: number, rows: number): void },
 ): Promise<Record<SplitName, SplitIndex>> {
   const out: Record<SplitName, { pools: number[][]; examples: Array<[number, number]>; users: Set<string> }> = {
     train: { pools: [], examples: [], users: new Set() },
@@ -349,9 +360,7 @@ async function importPickles(
     const name = path.basename(file);
     const frame = await readPaperPickle(file);
     try {
-      addBytes(frame.byteLength);
-      for (let start = 0; start < frame.length; start += 64) {
-        const rows = frame.rows(start, Math.min(frame.length, start + 64));
+      for (const { start, rows, bytes } of paperRowBatches(frame, { maxRows: 64, maxBytes: opts.batchBytes ?? 64 * 2 ** 20 })) {
         const toCheck: Array<{ id: string; bytes: Uint8Array }> = [];
         const hashed = rows.map((r) => {
           const h = (b: Uint8Array | null) => (b ? imageId(b) : null);
@@ -407,6 +416,8 @@ async function importPickles(
           tally.kept++;
           if (r.label0 === 0.5) tally.ties++;
         });
+        report.addBytes(bytes);
+        report.batchDone(file, start + rows.length, frame.length);
       }
     } finally {
       frame.close();

@@ -95,3 +95,31 @@ export async function readPaperPickle(file: string): Promise<PaperFrame> {
     },
   };
 }
+
+/** The image bytes of a row (targets and references). */
+export function rowImageBytes(r: PaperRow): number {
+  let n = (r.image0?.byteLength ?? 0) + (r.image1?.byteLength ?? 0);
+  for (const b of r.liked) n += b?.byteLength ?? 0;
+  for (const b of r.disliked) n += b?.byteLength ?? 0;
+  return n;
+}
+
+/**
+ * The frame's rows in batches of at most `maxRows` rows that stop at the row reaching `maxBytes`
+ * of images: a release row carries its whole history (17+ images), so a row count alone would let
+ * large images take gigabytes per batch.
+ */
+export function* paperRowBatches(frame: PaperFrame, limits: { maxRows: number; maxBytes: number }): Generator<{ start: number; rows: PaperRow[]; bytes: number }> {
+  let start = 0;
+  while (start < frame.length) {
+    const rows: PaperRow[] = [];
+    let bytes = 0;
+    while (start + rows.length < frame.length && rows.length < limits.maxRows && bytes < limits.maxBytes) {
+      const [r] = frame.rows(start + rows.length, start + rows.length + 1);
+      rows.push(r);
+      bytes += rowImageBytes(r);
+    }
+    yield { start, rows, bytes };
+    start += rows.length;
+  }
+}

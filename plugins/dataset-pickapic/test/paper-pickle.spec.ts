@@ -10,7 +10,7 @@ import { memoryLogger } from '@userpref/core';
 import { PickapicDataset } from '../src/dataset';
 import { imageId } from '../src/images';
 import { importDataset } from '../src/import';
-import { readPaperPickle } from '../src/paper-pickle';
+import { paperRowBatches, readPaperPickle, rowImageBytes } from '../src/paper-pickle';
 import { expected, fixture, options, tmpDir } from './helpers';
 
 describe.each([4, 5])('paper release pickled with protocol %i', (protocol) => {
@@ -65,6 +65,34 @@ describe.each([4, 5])('paper release pickled with protocol %i', (protocol) => {
     const noName = path.join(dir, 'whatever.pkl');
     fs.copyFileSync(file, noName);
     await expect(importDataset({ from: [noName], out: path.join(dir, 'out2'), logger: memoryLogger() })).rejects.toThrow(/whatever\.pkl: cannot tell its split from the name/);
+  });
+});
+
+describe('batches of release rows', () => {
+  it('stop at the row that reaches the byte limit, or at the row limit', async () => {
+    const frame = await readPaperPickle(fixture('paper_p5.pkl'));
+    try {
+      const bytes = frame.rows(0, frame.length).map(rowImageBytes);
+      expect(bytes).toHaveLength(4);
+      const spans = (maxRows: number, maxBytes: number) => [...paperRowBatches(frame, { maxRows, maxBytes })].map((b) => [b.start, b.rows.length]);
+      expect(spans(3, Infinity)).toEqual([[0, 3], [3, 1]]);
+      expect(spans(64, 1)).toEqual([[0, 1], [1, 1], [2, 1], [3, 1]]);
+      // rows 0 and 1 together stay below bytes[0] + bytes[1] + 1, row 2 reaches it
+      expect(spans(64, bytes[0] + bytes[1] + 1)).toEqual([[0, 3], [3, 1]]);
+      expect(spans(64, bytes[0] + bytes[1])).toEqual([[0, 2], [2, 2]]);
+    } finally {
+      frame.close();
+    }
+  });
+
+  it('do not change what is imported', async () => {
+    const dir = tmpDir('paper-batches');
+    const one = await importDataset({ from: [fixture('paper_p5.pkl')], out: path.join(dir, 'one'), split: 'test', batchBytes: 1, logger: memoryLogger() });
+    const all = await importDataset({ from: [fixture('paper_p5.pkl')], out: path.join(dir, 'all'), split: 'test', logger: memoryLogger() });
+    expect(one.reconciliation).toEqual(all.reconciliation);
+    for (const f of ['comparisons.parquet', 'images-00000.parquet', 'split-test.json']) {
+      expect({ f, same: fs.readFileSync(path.join(dir, 'one', f)).equals(fs.readFileSync(path.join(dir, 'all', f))) }).toEqual({ f, same: true });
+    }
   });
 });
 
