@@ -6,7 +6,6 @@
  * at a time and its images stay on disk until a row asks for them, so a pickle of several GB (the
  * release's training splits) needs memory for its structure only.
  */
-import { promises as fsp } from 'fs';
 import { LazyBytes, PickleFile, readDataFrame, type DataFrame } from '@userpref/pickle';
 import { PickapicFormatError } from './parquet-io';
 
@@ -54,12 +53,11 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : typeof v === 'b
 
 /** Opens one of the release's pickles; the caller closes the frame when done with its rows. */
 export async function readPaperPickle(file: string): Promise<PaperFrame> {
-  const st = await fsp.stat(file);
-  if (st.size === 0) throw new PickapicFormatError(`${file}: file is empty (0 bytes), not a pickle`);
   const pickle = PickleFile.open(file);
   let frame: DataFrame;
   let col: Record<(typeof PAPER_COLUMNS)[number], unknown[]>;
   try {
+    if (pickle.size === 0) throw new PickapicFormatError(`${file}: file is empty (0 bytes), not a pickle`);
     try {
       frame = readDataFrame(pickle);
     } catch (err) {
@@ -74,7 +72,7 @@ export async function readPaperPickle(file: string): Promise<PaperFrame> {
   }
   return {
     length: frame.length,
-    byteLength: st.size,
+    byteLength: pickle.size,
     close: () => pickle.close(),
     rows(start, end) {
       if (pickle.closed) throw new Error(`${file}: rows ${start}..${end} read after the file was closed`);
