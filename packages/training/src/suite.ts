@@ -132,15 +132,17 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
   for (const b of o.baselines) {
     if (b === 'random') {
       const rng = Rng.stream(o.seed, 'random-baseline');
-      scored.set('random', examples.map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() })));
-      rows.push(summarise('random', 'baseline', scored.get('random')!));
+      const scores = examples.map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }));
+      scored.set('random', scores);
+      rows.push(summarise('random', 'baseline', scores));
     } else if (b === 'nearest-reference') {
       if (!c.backbone.imageEmbeddings) {
         c.logger.warn('nearest-reference baseline skipped: the backbone has no imageEmbeddings()');
         continue;
       }
-      scored.set('nearest-reference', await nearestReferenceScores(c.backbone, examples, o.batchSize));
-      rows.push(summarise('nearest-reference', 'baseline', scored.get('nearest-reference')!, 'similarity to liked minus disliked references in the frozen image-feature space'));
+      const scores = await nearestReferenceScores(c.backbone, examples, o.batchSize);
+      scored.set('nearest-reference', scores);
+      rows.push(summarise('nearest-reference', 'baseline', scores, 'similarity to liked minus disliked references in the frozen image-feature space'));
     } else if (b === 'bayes-optimal') {
       const st = c.dataset.stats(o.split);
       if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });

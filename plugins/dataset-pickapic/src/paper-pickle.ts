@@ -6,7 +6,7 @@
  * at a time and its images stay on disk until a row asks for them, so a pickle of several GB (the
  * release's training splits) needs memory for its structure only.
  */
-import { LazyBytes, PickleFile, readDataFrame, type DataFrame } from '@userpref/pickle';
+import { PickleFile, bytesValue, readDataFrame, type DataFrame } from '@userpref/pickle';
 import { PickapicFormatError } from './parquet-io';
 
 export const PAPER_COLUMNS = ['user_id', 'reference_list', 'reference_list_bad', 'reference_prompt_list', 'image0', 'image1', 'prompt', 'label0'] as const;
@@ -31,14 +31,12 @@ export interface PaperFrame {
   close(): void;
 }
 
+/** Image bytes (read from the file if they were left there), also inside the
+ *  {'bytes': b'...', 'path': ...} dicts of PIL-free releases (HF Image feature). */
 function bytesOf(v: unknown): Uint8Array | null {
-  if (v instanceof Uint8Array) return v;
-  if (v instanceof LazyBytes) return v.read();
-  // PIL-free releases sometimes store {'bytes': b'...', 'path': ...} dicts (HF Image feature).
-  if (v && typeof v === 'object') {
-    const b = v instanceof Map ? v.get('bytes') : (v as Record<string, unknown>).bytes;
-    if (b instanceof Uint8Array || b instanceof LazyBytes) return bytesOf(b);
-  }
+  const direct = bytesValue(v);
+  if (direct) return direct;
+  if (v && typeof v === 'object') return bytesValue(v instanceof Map ? v.get('bytes') : (v as Record<string, unknown>).bytes) ?? null;
   return null;
 }
 
