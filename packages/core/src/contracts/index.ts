@@ -3,4 +3,5 @@ export * from './backbone';
 export * from './loss';
 export * from './tokens';
 export * from './dataset';
+export * from './attention';
 export * from './logger';
