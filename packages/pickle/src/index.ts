@@ -14,6 +14,6 @@ export type { TorchDtype } from './globals/torch';
 export { NumpyArray, NumpyDtype } from './globals/numpy';
 export { ArrowArray } from './globals/pyarrow';
 export { PandasIndex, PandasBlock, PandasBlockManager } from './globals/pandas';
-export { PyObject, PyGlobal, PySlice, PyComplex, bytesValue } from './python';
+export { PyObject, PyGlobal, PySlice, PyComplex, bytesValue, isOrderedDict, pyAttributes } from './python';
 export { WHITELIST } from './globals';
 export type { NumericArray, ElementType } from './typed';

@@ -145,3 +145,51 @@ export function getItem(d: unknown, key: string): unknown {
   if (d !== null && typeof d === 'object' && !Array.isArray(d)) return (d as Record<string, unknown>)[key];
   return undefined;
 }
+
+// ------------------------------------------------------------------ OrderedDict attributes
+
+/** Maps that stand for a `collections.OrderedDict` (dicts and OrderedDicts are both plain Maps). */
+const ORDERED_DICTS = new WeakSet<Map<unknown, unknown>>();
+/** Instance attributes that BUILD gave an OrderedDict, kept beside the Map so its items stay its items. */
+const DICT_ATTRIBUTES = new WeakMap<Map<unknown, unknown>, Map<string, unknown>>();
+
+export function markOrderedDict<M extends Map<unknown, unknown>>(m: M): M {
+  ORDERED_DICTS.add(m);
+  return m;
+}
+
+export function isOrderedDict(v: unknown): v is Map<unknown, unknown> {
+  return v instanceof Map && ORDERED_DICTS.has(v);
+}
+
+/**
+ * The instance attributes a pickle set on an OrderedDict (Python: `od.__dict__`), e.g. the
+ * `_metadata` of a torch `state_dict()` (module prefix -> {version}); undefined when none were set.
+ * They are not items: the Map holds only the dict's items.
+ */
+export function pyAttributes(v: unknown): ReadonlyMap<string, unknown> | undefined {
+  return v instanceof Map ? DICT_ATTRIBUTES.get(v) : undefined;
+}
+
+/**
+ * BUILD on an OrderedDict, as pickle's load_build does for an object without __setstate__: the state
+ * is a dict of attributes (or a (dict, slots) pair whose slots are None: OrderedDict has no slots),
+ * and its entries become instance attributes. Only data is stored; anything else is refused.
+ */
+export function setOrderedDictAttributes(m: Map<unknown, unknown>, state: unknown): void {
+  let dictState = state;
+  if (Array.isArray(state)) {
+    if (state.length !== 2) throw new Error(`OrderedDict state must be a dict or a (dict, None) pair, got a sequence of ${state.length}`);
+    if (state[1] !== null) throw new Error(`OrderedDict has no slots, but the state sets slots (${typeName(state[1])})`);
+    dictState = state[0];
+  }
+  if (dictState === null) return;
+  if (!(dictState instanceof Map)) throw new Error(`OrderedDict state must be a dict of attributes, got ${typeName(dictState)}`);
+  if (dictState.size === 0) return;
+  let attrs = DICT_ATTRIBUTES.get(m);
+  if (!attrs) DICT_ATTRIBUTES.set(m, (attrs = new Map()));
+  for (const [k, v] of dictState) {
+    if (typeof k !== 'string') throw new Error(`OrderedDict attribute names must be str, got ${typeName(k)}`);
+    attrs.set(k, v);
+  }
+}

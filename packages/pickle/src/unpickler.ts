@@ -10,7 +10,7 @@ import { PickleError } from './errors';
 import { MODULE_ALIASES, WHITELIST } from './globals';
 import { isBuildable, type CallContext } from './globals/types';
 import { OP, opName } from './opcodes';
-import { PyGlobal, PyObject, pyInt, typeName } from './python';
+import { PyGlobal, PyObject, isOrderedDict, pyInt, setOrderedDictAttributes, typeName } from './python';
 import { LazyBytes, PickleFile } from './source';
 
 export interface UnpickleOptions {
@@ -283,8 +283,15 @@ class Unpickler implements CallContext {
       this.guard(`BUILD of ${typeName(obj)}`, () => obj.setState(state));
       return;
     }
+    // An OrderedDict has an instance dict (a torch state_dict() carries `_metadata` there): BUILD
+    // stores the state's entries as its attributes, data only. A plain dict has none, as in Python.
+    if (isOrderedDict(obj)) {
+      this.guard('BUILD of collections.OrderedDict', () => setOrderedDictAttributes(obj, state));
+      return;
+    }
     if (state === null || (state instanceof Map && state.size === 0)) return;
-    this.fail(`BUILD on ${typeName(obj)} is not supported (byte ${this.opStart})`);
+    const why = obj instanceof Map ? ': a plain dict has no attributes (only an OrderedDict takes them)' : '';
+    this.fail(`BUILD on ${typeName(obj)} is not supported${why} (byte ${this.opStart})`);
   }
 
   private guard<T>(what: string, f: () => T): T {

@@ -35,6 +35,23 @@ describe("importing the paper's prompt_pool.pt", () => {
     t.dispose();
   });
 
+  it.each(['prompt_pool_state_dict.pt', 'prompt_pool_state_dict_legacy.pt'])(
+    '%s: torch.save(PromptPool().state_dict()) (an OrderedDict with _metadata) loads exactly',
+    async (file) => {
+      // made by tools/goldens/make_torch_state_dict_fixtures.py from a real PromptPool module
+      const sd = JSON.parse(readFileSync(path.join(fixtures, 'prompt_pool_state_dict.json'), 'utf8')) as {
+        tensors: { prompt: { shape: number[]; values: number[] } };
+      };
+      const [length, dim] = sd.tensors.prompt.shape;
+      const t = new PromptTokens({ length }, 1);
+      t.build(dim);
+      await t.load(path.join(fixtures, file));
+      expect(t.variables()[0].shape).toEqual([length, dim]);
+      expect(Array.from(t.variables()[0].dataSync())).toEqual(sd.tensors.prompt.values);
+      t.dispose();
+    },
+  );
+
   it('a directory holding only prompt_pool.pt (as the original run folders do) loads too', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'userpref-pt-'));
     await fs.copyFile(path.join(fixtures, 'prompt_pool.pt'), path.join(dir, 'prompt_pool.pt'));

@@ -2,7 +2,7 @@
  * Whitelisted Python builtins, codecs, copyreg and collections helpers: the plumbing that pickles of
  * protocol 0-5 use to rebuild sets, bytes, slices, ordered dicts and plain class instances.
  */
-import { PyComplex, PyGlobal, PySlice, asInt, asString, bytesValue, typeName } from '../python';
+import { PyComplex, PyGlobal, PySlice, asInt, asString, bytesValue, markOrderedDict, typeName } from '../python';
 import type { GlobalTable } from './types';
 
 function iterable(v: unknown, what: string): unknown[] {
@@ -63,6 +63,12 @@ const makeSet = { kind: 'class' as const, call: (a: unknown[]) => new Set(a.leng
 const makeBytearray = { kind: 'class' as const, call: (a: unknown[]) => bytesFromArgs(a, 'bytearray()'), newObject: () => new Uint8Array(0) };
 const makeBytes = { kind: 'class' as const, call: (a: unknown[]) => bytesFromArgs(a, 'bytes()'), newObject: () => new Uint8Array(0) };
 const makeDict = { kind: 'class' as const, call: (a: unknown[]) => ordered(a), newObject: () => new Map() };
+/** Like dict, but remembered as an OrderedDict: only an OrderedDict may take attributes from BUILD. */
+const makeOrderedDict = {
+  kind: 'class' as const,
+  call: (a: unknown[]) => markOrderedDict(ordered(a)),
+  newObject: () => markOrderedDict(new Map()),
+};
 
 export const builtinGlobals: GlobalTable = {
   'builtins.set': makeSet,
@@ -112,7 +118,7 @@ export const builtinGlobals: GlobalTable = {
       return ctx.instantiate(cls, args, kwargs instanceof Map ? kwargs : undefined);
     },
   },
-  'collections.OrderedDict': makeDict,
+  'collections.OrderedDict': makeOrderedDict,
 };
 
 /** Python 2 module names that protocol 0-2 pickles (fix_imports) still write. */
