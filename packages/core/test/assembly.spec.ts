@@ -61,6 +61,25 @@ describe('plugin assembly', () => {
     await expect(assemble({ losses: [{ package: 'ajv', name: 'x' }] }, { logger: memoryLogger(), seed: 1 })).rejects.toThrow(/is not a userpref plugin/);
   });
 
+  it('assembles scorers (plugins.scorers) under their names, with validated options', async () => {
+    const scorerFixture = path.join(__dirname, 'fixtures', 'userpref-plugin-word-count');
+    const asm = await assemble({ scorers: [{ package: scorerFixture, name: 'word-count', options: { weight: 2 } }] }, { logger: memoryLogger(), seed: 1 });
+    expect([...asm.scorers.keys()]).toEqual(['word-count']);
+    expect(asm.options['scorer:word-count']).toEqual({ weight: 2 });
+    const scorer = asm.scorers.get('word-count')!;
+    await scorer.init();
+    const image = (id: string) => ({ id, decode: async () => ({ width: 1, height: 1, data: new Uint8Array(3) }) });
+    // 'red fox snow': the first id holds red and fox (2 words x 2), the second holds snow (1 x 2).
+    await expect(scorer.score('red fox snow', [image('red-fox'), image('snow-owl')])).resolves.toEqual([4, 2]);
+    await expect(assemble({ scorers: [{ package: scorerFixture, name: 'word-count', options: { wieght: 2 } }] }, { logger: memoryLogger(), seed: 1 })).rejects.toThrow(
+      /plugin 'userpref-plugin-word-count' scorer 'word-count': unknown option 'wieght'/,
+    );
+    await expect(assemble({ scorers: [{ package: scorerFixture, name: 'clip' }] }, { logger: memoryLogger(), seed: 1 })).rejects.toThrow(/has no scorer named 'clip' \(it offers: word-count\)/);
+    await expect(assemble({ scorers: { package: scorerFixture, name: 'word-count' } } as unknown as PluginsConfig, { logger: memoryLogger(), seed: 1 })).rejects.toThrow(/plugins.scorers must be a list/);
+    // Without scorers the map is empty.
+    expect((await assemble({}, { logger: memoryLogger(), seed: 1 })).scorers.size).toBe(0);
+  });
+
   it('validateOptions never mutates its input', () => {
     const input = { margin: 1 };
     const out = validateOptions('x', { type: 'object', properties: { margin: { type: 'number' }, mode: { type: 'string', default: 'mean' } } }, input);

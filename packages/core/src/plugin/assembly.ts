@@ -12,6 +12,7 @@ import type { PreferenceDataset } from '../contracts/dataset';
 import { Logger } from '../contracts/logger';
 import type { PreferenceLoss, WeightedLoss } from '../contracts/loss';
 import type { PreferenceTokens } from '../contracts/tokens';
+import type { ZeroShotScorer } from '../contracts/scorer';
 import { ContractOf, PluginOptions, optionsName, type Contribution, type ContributionKind, type UserprefPlugin } from './manifest';
 import { ConfigError, validateOptions } from './validate';
 
@@ -33,6 +34,8 @@ export interface PluginsConfig {
   losses?: LossSelection[];
   tokens?: PluginSelection | null;
   dataset?: PluginSelection;
+  /** Non-personalised scorers (the zero-shot rows of Table 1), each under its contribution name. */
+  scorers?: PluginSelection[];
 }
 
 /** Run-wide facts every plugin may inject. */
@@ -49,6 +52,8 @@ export interface Assembly {
   readonly losses: WeightedLoss[];
   readonly tokens?: PreferenceTokens;
   readonly dataset?: PreferenceDataset;
+  /** Scorers by contribution name (`plugins.scorers[].name`), in config order; not yet initialised. */
+  readonly scorers: ReadonlyMap<string, ZeroShotScorer>;
   /** Options after validation and defaults, per `kind:name`. */
   readonly options: Record<string, Record<string, unknown>>;
 }
@@ -97,6 +102,8 @@ export async function assemble(config: PluginsConfig, opts: AssembleOptions): Pr
   for (const l of config.losses ?? []) chosen.push({ kind: 'loss', sel: l });
   if (config.tokens) chosen.push({ kind: 'tokens', sel: config.tokens });
   if (config.dataset) chosen.push({ kind: 'dataset', sel: config.dataset });
+  if (config.scorers !== undefined && !Array.isArray(config.scorers)) throw new ConfigError('plugins.scorers must be a list of { package, name, options }');
+  for (const s of config.scorers ?? []) chosen.push({ kind: 'scorer', sel: s });
 
   const seen = new Set<string>();
   for (const { kind, sel } of chosen) {
@@ -140,6 +147,7 @@ export async function assemble(config: PluginsConfig, opts: AssembleOptions): Pr
     losses,
     tokens: config.tokens ? get<PreferenceTokens>('tokens', config.tokens.name) : undefined,
     dataset: config.dataset ? get<PreferenceDataset>('dataset', config.dataset.name) : undefined,
+    scorers: new Map((config.scorers ?? []).map((s) => [s.name, get<ZeroShotScorer>('scorer', s.name)])),
     options,
   };
 }

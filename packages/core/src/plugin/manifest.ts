@@ -9,8 +9,9 @@ import { Backbone } from '../contracts/backbone';
 import { PreferenceLoss } from '../contracts/loss';
 import { PreferenceTokens } from '../contracts/tokens';
 import { PreferenceDataset } from '../contracts/dataset';
+import { ZeroShotScorer } from '../contracts/scorer';
 
-export type ContributionKind = 'backbone' | 'loss' | 'tokens' | 'dataset';
+export type ContributionKind = 'backbone' | 'loss' | 'tokens' | 'dataset' | 'scorer';
 
 /** The contract symbol each kind of contribution binds to. */
 export const ContractOf: Record<ContributionKind, ServiceIdentifier<unknown>> = {
@@ -18,6 +19,7 @@ export const ContractOf: Record<ContributionKind, ServiceIdentifier<unknown>> = 
   loss: PreferenceLoss,
   tokens: PreferenceTokens,
   dataset: PreferenceDataset,
+  scorer: ZeroShotScorer,
 };
 
 /** A JSON schema (draft-07 subset that ajv validates); `type: 'object'` at the top. */
