@@ -26,12 +26,13 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Backbone, ForwardOptions, Logger, PairLogits, PreferenceBatch, PreferenceImage, PreparedBatch, PrefixProvider, ReadoutTokens, RunContext as CoreRunContext } from '@userpref/core';
+import type { Backbone, ForwardOptions, Logger, PairLogits, PreferenceBatch, PreferenceImage, PreparedBatch, PrefixProvider, ReadoutTokens, RunContext as CoreRunContext, CandidateReadout, HistorySession, PreferenceHistory } from '@userpref/core';
 import { LoraAdapter } from './lora/adapter';
 import { PAPER_TARGET_MODULES, type LoraInit, type LoraSettings } from './lora/lora';
 import type { AttentionSegment } from './model/attention';
 import { Idefics2Model } from './model/idefics2';
-import type { RunContext } from './model/linear';
+import { EVAL, type RunContext } from './model/linear';
+import { runAfterPrefix, runPrefix, type PrefixKv } from './model/prefix-kv';
 import { rowContext, textForwardPacked } from './model/text';
 import { VisionCache, type VisionCacheStats, type VisionEntry } from './model/vision-cache';
 import { Idefics2Processor } from './processor';
@@ -146,6 +147,9 @@ function padRows(rows: readonly Int32Array[], pad: number): { ids: Int32Array; m
   });
   return { ids, mask, len };
 }
+
+/** Candidates scored per forward by a history session (bounds the rows of one packed forward). */
+const HISTORY_CHUNK = 16;
 
 export class Idefics2Backbone implements Backbone {
   private model: Idefics2Model | null = null;
@@ -518,6 +522,107 @@ export class Idefics2Backbone implements Backbone {
       const disliked = pick('disliked');
       return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
     });
+  }
+
+  /**
+   * Ranking (Backbone.openHistory): the history's prefix (preference tokens if set, BOS, the
+   * reference turns, the target's opening <fake_token_around_image>) runs once and its per-layer
+   * keys and values are kept (model/prefix-kv.ts); each call of `score` runs only the candidates'
+   * target turns on that state, HISTORY_CHUNK candidates per forward. The logits are those of the
+   * full sequence of each candidate. The session holds the weights, adapter and preference tokens
+   * of the moment it was opened.
+   */
+  async openHistory(history: PreferenceHistory): Promise<HistorySession> {
+    const p = this.p;
+    const m = this.m;
+    const references = history.references;
+    const likedFirst = history.likedFirst ?? references.map(() => false);
+    if (likedFirst.length !== references.length) throw new Error(`history: ${references.length} references but ${likedFirst.length} likedFirst flags`);
+    const placeholder: PreferenceImage = { id: 'candidate', decode: () => Promise.reject(new Error('the candidate slot has no image of its own')) };
+    const encode = (prompt: string) => {
+      const enc = p.encodeExample({ userId: 'history', references, likedFirst, target: { prompt, image0: placeholder, image1: placeholder, label0: 1 } });
+      return { ids: enc.inputIds, start: enc.imageSlots[enc.imageSlots.length - 1].start, slots: enc.imageSlots };
+    };
+    const first = encode('');
+    const prefixIds = first.ids.slice(0, first.start);
+    const refImages = first.slots.slice(0, -1).map((s) => s.image as PreferenceImage);
+    const refContext = refImages.length > 0 ? await this.visionContext(refImages) : null;
+    const d = m.config.text.hiddenSize;
+    const provider = this.prefix;
+    let embeds: tf.Tensor2D;
+    try {
+      embeds = tf.tidy(() => {
+        const feats = refContext ? m.connector(refContext.context, refContext.valid, EVAL) : null;
+        const pre = m.embed(prefixIds, 1, prefixIds.length, feats).embeds;
+        const rows = tf.reshape(pre, [prefixIds.length, d]) as tf.Tensor2D;
+        if (!provider) return rows;
+        const len = historyLength(first.ids, first.start, p.tokens.endOfUtterance);
+        const weights = new Float32Array(prefixIds.length).fill(1 / len, 0, len);
+        const tokens = this.prefixTokens(weights, pre, 1).embeddings;
+        return tf.concat([tf.reshape(tokens, [tokens.shape[1], d]), rows], 0) as tf.Tensor2D;
+      });
+    } finally {
+      refContext?.context.dispose();
+    }
+    let kv: PrefixKv | null;
+    try {
+      kv = runPrefix(m.params, m.config, embeds);
+    } finally {
+      embeds.dispose();
+    }
+    const readout = p.readout;
+    const score = async (prompt: string, candidates: readonly PreferenceImage[]): Promise<CandidateReadout[]> => {
+      const enc = encode(prompt);
+      if (enc.start !== prefixIds.length || enc.ids.subarray(0, enc.start).some((id, i) => id !== prefixIds[i])) {
+        throw new Error('backbone idefics2: the history encodes differently with this prompt; its prefix cannot be reused');
+      }
+      const suffix = enc.ids.slice(enc.start);
+      const sl = suffix.length;
+      const out: CandidateReadout[] = [];
+      for (let c0 = 0; c0 < candidates.length; c0 += HISTORY_CHUNK) {
+        const chunk = candidates.slice(c0, c0 + HISTORY_CHUNK);
+        const ctx = await this.visionContext(chunk);
+        if (!kv) throw new Error('backbone idefics2: this history session is disposed');
+        const state = kv;
+        const z = tf.tidy(() => {
+          const feats = m.connector(ctx.context, ctx.valid, EVAL);
+          const n = chunk.length;
+          const ids = new Int32Array(n * sl);
+          for (let i = 0; i < n; i++) ids.set(suffix, i * sl);
+          const rows = tf.reshape(m.embed(ids, n, sl, feats).embeds, [n * sl, d]) as tf.Tensor2D;
+          const logits = runAfterPrefix(m.params, m.config, state, rows, Array<number>(n).fill(sl));
+          return tf.gather(logits, tf.tensor1d([readout.positive, readout.negative], 'int32'), 1);
+        });
+        ctx.context.dispose();
+        const v = await z.data();
+        z.dispose();
+        for (let i = 0; i < chunk.length; i++) out.push({ positive: v[2 * i], negative: v[2 * i + 1] });
+      }
+      return out;
+    };
+    return {
+      score,
+      dispose: () => {
+        kv?.dispose();
+        kv = null;
+      },
+    };
+  }
+
+  /** [n, Pmax, d_vision] vision outputs of `images` (from the cache, else computed) and their patch mask. */
+  private async visionContext(images: readonly PreferenceImage[]): Promise<{ context: tf.Tensor3D; valid: Uint8Array }> {
+    const visions: VisionEntry[] = [];
+    for (const image of images) visions.push(await this.vision(image));
+    const dv = this.m.config.vision.hiddenSize;
+    const pMax = Math.max(...visions.map((v) => v.patches));
+    const valid = new Uint8Array(visions.length * pMax);
+    const data = new Float32Array(visions.length * pMax * dv);
+    visions.forEach((v, i) => {
+      if (v.width !== dv) throw new Error(`vision output width ${v.width} differs from vision_config.hidden_size ${dv}`);
+      valid.set(v.patchValid, i * pMax);
+      data.set(v.hidden, i * pMax * dv);
+    });
+    return { context: tf.tensor3d(data, [visions.length, pMax, dv]), valid };
   }
 
   setPrefixProvider(provider: PrefixProvider | null): void {

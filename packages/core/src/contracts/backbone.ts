@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import type { PreferenceBatch, PreferenceImage } from './types';
+import type { PreferenceBatch, PreferenceImage, ReferencePair } from './types';
 
 /**
  * Last-position logits of the two target sequences of each example (SPEC §2): both share the
@@ -57,6 +57,34 @@ export interface PrefixProvider {
 }
 
 /**
+ * One person's reference history as ranking reads it (SPEC §1): the pairs in sequence order and,
+ * per pair, whether the liked image comes first (evaluation's order, disliked first, by default).
+ */
+export interface PreferenceHistory {
+  readonly references: readonly ReferencePair[];
+  /** Per reference: show the liked image first? Default: disliked first for every pair (SPEC §2). */
+  readonly likedFirst?: readonly boolean[];
+}
+
+/** The readout of one candidate after a history: z+ and z- at the last position (SPEC §3). */
+export interface CandidateReadout {
+  readonly positive: number;
+  readonly negative: number;
+}
+
+/**
+ * A history run once through the model, kept (e.g. as its attention keys and values) so that any
+ * number of candidates is scored after it without running it again. Each candidate is scored as
+ * the last turn of its own sequence: candidates never see each other.
+ */
+export interface HistorySession {
+  /** z+ / z- of each candidate as the target turn (with `prompt`) after the history, in order. */
+  score(prompt: string, candidates: readonly PreferenceImage[]): Promise<CandidateReadout[]>;
+  /** Frees what the session holds. */
+  dispose(): void;
+}
+
+/**
  * The multimodal LLM that reads a user's history and scores a candidate (SPEC §3).
  * Implemented by plugins (e.g. `@userpref/backbone-idefics2`).
  */
@@ -87,6 +115,12 @@ export interface Backbone {
    * analysis. Optional: a backbone without a separable image encoder omits it.
    */
   imageEmbeddings?(images: readonly PreferenceImage[]): Promise<tf.Tensor2D>;
+  /**
+   * Runs a history once and returns a session that scores candidates after it (ranking many
+   * candidates for one person). Optional: without it, rankers score candidates through
+   * prepare / pairLogits, two candidates an example.
+   */
+  openHistory?(history: PreferenceHistory): Promise<HistorySession>;
   /** The variables stage 1 trains (LoRA). */
   adapterVariables(): tf.Variable[];
   saveAdapter(dir: string): Promise<void>;
