@@ -12,6 +12,11 @@ export interface FlagSpec {
   path: string;
   type: FlagType;
   description: string;
+  /**
+   * A path to a trained output: a run directory or a checkpoint resolves to its (newest) adapter or
+   * tokens directory (resolveTrainedPath in @userpref/training).
+   */
+  trained?: 'adapter' | 'tokens';
 }
 
 export const COMMON_FLAGS: FlagSpec[] = [
@@ -40,15 +45,15 @@ export const TRAIN_FLAGS: FlagSpec[] = [
 
 export const STAGE2_FLAGS: FlagSpec[] = [
   { name: 'length', path: 'plugins.tokens.options.length', type: 'int', description: 'Preference tokens length.' },
-  { name: 'lora_path', path: 'plugins.backbone.options.adapterPath', type: 'path', description: 'Stage-1 LoRA adapter directory (PEFT layout).' },
+  { name: 'lora_path', path: 'plugins.backbone.options.adapterPath', type: 'path', trained: 'adapter', description: 'Stage-1 LoRA adapter: a PEFT directory, a checkpoint-N directory or a run directory (its newest checkpoint).' },
 ];
 
 export const EVAL_FLAGS: FlagSpec[] = [
   { name: 'eval_bz', path: 'eval.eval_bz', type: 'int', description: 'Evaluation batch size.' },
   { name: 'split', path: 'eval.split', type: 'string', description: 'validation | test.' },
   { name: 'limit', path: 'eval.limit', type: 'int', description: 'Evaluate at most this many comparisons.' },
-  { name: 'lora_path', path: 'plugins.backbone.options.adapterPath', type: 'path', description: 'LoRA adapter to evaluate (PEFT layout).' },
-  { name: 'tokens_path', path: 'eval.models.0.tokens', type: 'path', description: 'Preference tokens to evaluate with the adapter.' },
+  { name: 'lora_path', path: 'plugins.backbone.options.adapterPath', type: 'path', trained: 'adapter', description: 'LoRA adapter to evaluate: a PEFT directory, a checkpoint-N directory or a run directory (its newest checkpoint).' },
+  { name: 'tokens_path', path: 'eval.models.0.tokens', type: 'path', trained: 'tokens', description: 'Preference tokens to evaluate with the adapter: a tokens directory, a checkpoint-N directory or a stage-2 run directory (its newest checkpoint).' },
 ];
 
 export function parseFlagValue(spec: FlagSpec, raw: string, cwd: string): unknown {

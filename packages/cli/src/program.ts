@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import { ConfigError, applySets, deepMerge, getPath, setPath, validateOptions } from '@userpref/core';
+import { resolveTrainedPath } from '@userpref/training';
 import { COMMON_FLAGS, parseFlagValue, type FlagSpec } from './flags';
 import { EVAL_SCHEMA, RUN_CONFIG_SCHEMA, TRAIN_SCHEMA, type RunConfig } from './run-config';
 
@@ -68,7 +69,8 @@ export async function parseRun(spec: RunnerSpec, argv: string[], cwd = process.c
     .configureOutput({ writeErr: () => undefined }) // errors are rethrown and printed once by runMain
     .option('--config <file>', 'Run config JSON (default: the embedded one).', configFile)
     .option('--set <path=value...>', 'Override any config value, e.g. --set plugins.losses.1.weight=0.5', [])
-    .option('--resume [checkpoint]', 'Resume from the newest checkpoint of <out>/<exp_name> (or the given one).');
+    .option('--resume [checkpoint]', 'Resume from the newest checkpoint of <out>/<exp_name> (or the given one).')
+    .option('--verbose', 'Print the stack trace of an error as well (expected errors are one line without it).');
   for (const f of flags) {
     const current = getPath(fileConfig, f.path) ?? getPath({ train: defaultsOf(TRAIN_SCHEMA), eval: defaultsOf(EVAL_SCHEMA), ...defaultsOf(RUN_CONFIG_SCHEMA) }, f.path);
     const shown = f.type === 'bool01' && typeof current === 'boolean' ? (current ? 1 : 0) : current;
@@ -89,7 +91,8 @@ export async function parseRun(spec: RunnerSpec, argv: string[], cwd = process.c
     const key = f.name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
     const raw = (opts[key] ?? opts[f.name]) as string | undefined;
     if (raw === undefined) continue;
-    setPath(config, f.path, parseFlagValue(f, raw, cwd));
+    const value = parseFlagValue(f, raw, cwd);
+    setPath(config, f.path, f.trained ? await resolveTrainedPath(value as string, f.trained) : value);
   }
   applySets(config, (opts.set as string[]) ?? []);
   const validated = withDefaults(config) as unknown as RunConfig;

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 export * from './contracts';
 export * from './plugin/manifest';
 export * from './plugin/validate';
+export * from './errors';
 export * from './plugin/assembly';
 export * from './config/overrides';
 export { Rng } from './random';

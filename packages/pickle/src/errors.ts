@@ -3,6 +3,8 @@
  * file (PickleError) from a bug. `offset` is the byte of the opcode at fault, when known.
  */
 export class PickleError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in @userpref/core). */
+  readonly expected = true;
   constructor(
     message: string,
     readonly offset?: number,

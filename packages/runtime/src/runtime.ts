@@ -5,6 +5,12 @@
  *   cpu  -> @tensorflow/tfjs-node if installed, else @tensorflow/tfjs-backend-wasm (patched, see
  *           wasm-kernels.ts), else the plain JS cpu backend
  *   auto -> gpu if installed, else cpu as above
+ *
+ * `npm ci` builds @tensorflow/tfjs-node from the TensorFlow wheel where its own install cannot
+ * download libtensorflow (tools/scripts/native-backend.js), so `cpu` is native wherever a
+ * compiler and pip were available. USERPREF_BACKEND=tensorflow|wasm|cpu pins one backend for a
+ * whole process (CI runs the numerical goldens once per backend this way); a pinned backend that
+ * cannot be initialised is an error, never a silent fallback.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { patchWasmBackend } from './wasm-kernels';
@@ -24,8 +30,20 @@ export interface RuntimeOptions {
   device?: Device;
   /** Called once with the choice, e.g. to log it. */
   log?: (message: string, fields: Record<string, unknown>) => void;
-  /** Restrict the candidates, e.g. to force the plain cpu backend in tests. */
+  /** Restrict the candidates, e.g. to force the plain cpu backend in tests. Default: env USERPREF_BACKEND. */
   prefer?: BackendName;
+}
+
+const BACKENDS: BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+
+/** The backend pinned by the environment (USERPREF_BACKEND), if any. */
+export function pinnedBackend(env: NodeJS.ProcessEnv = process.env): BackendName | undefined {
+  const v = env.USERPREF_BACKEND?.trim();
+  if (!v) return undefined;
+  if (!BACKENDS.includes(v as BackendName)) {
+    throw new Error(`USERPREF_BACKEND='${v}': expected one of ${BACKENDS.join(', ')}`);
+  }
+  return v as BackendName;
 }
 
 type Loader = () => boolean;
@@ -44,6 +62,8 @@ function tryRequire(name: string): boolean {
 }
 
 export class DeviceUnavailableError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in @userpref/core). */
+  readonly expected = true;
   constructor(message: string) {
     super(message);
     this.name = 'DeviceUnavailableError';
@@ -65,7 +85,8 @@ export async function initRuntime(options: RuntimeOptions = {}): Promise<Runtime
   if (device === 'gpu') candidates.push(gpu);
   if (device === 'auto') candidates.push(gpu);
   if (device !== 'gpu') candidates.push(node, wasm, cpu);
-  const filtered = options.prefer ? candidates.filter((c) => c.backend === options.prefer) : candidates;
+  const prefer = options.prefer ?? pinnedBackend();
+  const filtered = prefer ? candidates.filter((c) => c.backend === prefer) : candidates;
 
   for (const c of filtered) {
     if (!c.load()) continue;
@@ -84,7 +105,8 @@ export async function initRuntime(options: RuntimeOptions = {}): Promise<Runtime
         'libtensorflow, or run with --device cpu.',
     );
   }
-  throw new DeviceUnavailableError(`no tfjs backend could be initialised (tried ${filtered.map((c) => c.provider).join(', ')})`);
+  const pinned = !options.prefer && prefer ? ` (USERPREF_BACKEND=${prefer})` : '';
+  throw new DeviceUnavailableError(`no tfjs backend could be initialised${pinned} (tried ${filtered.map((c) => c.provider).join(', ') || 'none'})`);
 }
 
 /** The backend chosen by the last initRuntime call. */

@@ -18,6 +18,8 @@ export interface TensorEntry {
 }
 
 export class SafetensorsError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in @userpref/core). */
+  readonly expected = true;
   constructor(message: string) {
     super(message);
     this.name = 'SafetensorsError';

@@ -81,3 +81,19 @@ export async function loadCheckpoint(dir: string): Promise<{ state: TrainerState
   await f.close();
   return { state, optimizer: { step, moments } };
 }
+
+/**
+ * What a user may give for a trained adapter or trained preference tokens: the directory itself,
+ * a checkpoint (`checkpoint-N`, whose `adapter/` or `tokens/` is taken) or a whole run directory
+ * (`<out>/<exp_name>`, whose newest complete checkpoint is taken). Anything else is returned as it
+ * is, so the loader reports what is missing there.
+ */
+export async function resolveTrainedPath(given: string, part: 'adapter' | 'tokens'): Promise<string> {
+  const isDir = (p: string) => fs.stat(p).then((s) => s.isDirectory(), () => false);
+  const hasFile = (p: string) => fs.stat(p).then((s) => s.isFile(), () => false);
+  const marker = part === 'adapter' ? 'adapter_config.json' : 'preference_tokens.json';
+  if (!(await isDir(given)) || (await hasFile(path.join(given, marker)))) return given;
+  if (await isDir(path.join(given, part))) return path.join(given, part);
+  const latest = await latestCheckpoint(given);
+  return latest ? path.join(latest, part) : given;
+}

@@ -2,7 +2,7 @@ export { AdamW } from './adamw';
 export type { AdamWOptions, AdamWState } from './adamw';
 export { Trainer, TrainingDivergedError } from './trainer';
 export type { TrainOptions, TrainComponents, TrainResult } from './trainer';
-export { saveCheckpoint, loadCheckpoint, latestCheckpoint } from './checkpoint';
+export { saveCheckpoint, loadCheckpoint, latestCheckpoint, resolveTrainedPath } from './checkpoint';
 export type { TrainerState } from './checkpoint';
 export { scoreSplit, scoreExamples, truncateReferences } from './evaluate';
 export type { ScoreOptions } from './evaluate';

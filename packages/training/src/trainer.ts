@@ -64,7 +64,10 @@ export interface TrainResult {
   validation?: { accuracy: number; ci95: [number, number]; n: number };
 }
 
-export class TrainingDivergedError extends Error {}
+export class TrainingDivergedError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in core). */
+  readonly expected = true;
+}
 
 interface MetricsRecord {
   [k: string]: unknown;

@@ -10,6 +10,8 @@ import { hyparquet, hyparquetWriter, type AsyncBuffer, type ColumnSource, type F
 
 /** An input file that is not what it should be; the message names the file and the fault. */
 export class PickapicFormatError extends Error {
+  /** A user-facing failure: printed as one line by the runners (see isExpectedError in core). */
+  readonly expected = true;
   constructor(message: string) {
     super(message);
     this.name = 'PickapicFormatError';

@@ -14,7 +14,7 @@
  */
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import type { SplitName } from '@userpref/core';
+import { requirePath, type SplitName } from '@userpref/core';
 import { ParquetFileWriter, PickapicFormatError, openFile, readMetadata, readRows, topLevelColumns, type OpenedFile } from './parquet-io';
 import type { FileMetaData } from './esm';
 import type { ImageCheck } from './images';
@@ -201,6 +201,7 @@ export class ProcessedStore {
 
   static async open(dir: string): Promise<ProcessedStore> {
     const manifestPath = path.join(dir, 'manifest.json');
+    await requirePath('dataset', dir, 'manifest.json');
     let manifest: Manifest;
     try {
       manifest = JSON.parse(await fsp.readFile(manifestPath, 'utf8')) as Manifest;

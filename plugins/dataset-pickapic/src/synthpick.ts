@@ -24,6 +24,8 @@ export const TRUTH_FILE = 'synthpick-truth.json';
 
 /** A synthpick parameter set that cannot describe a world (found before anything is written). */
 export class SynthpickParamsError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in @userpref/core). */
+  readonly expected = true;
   constructor(message: string) {
     super(`synthpick: ${message}`);
     this.name = 'SynthpickParamsError';
@@ -487,7 +489,6 @@ export function truthOf(sim: SynthpickSimulation, preset: string): SynthpickTrut
   };
 }
 
-/** Writes the synthetic shards (Pick-a-Pic v2 parquet) and the truth sidecar into `outDir`. */
 /** A preset's parameters with overrides, refusing unknown presets and parameters by name. */
 export function synthpickParams(presetName: string, overrides: Partial<SynthpickParams> = {}): SynthpickParams {
   const preset = (PRESETS as Record<string, SynthpickParams>)[presetName];
@@ -497,6 +498,11 @@ export function synthpickParams(presetName: string, overrides: Partial<Synthpick
   return { ...preset, ...overrides };
 }
 
+/**
+ * Writes the synthetic shards (Pick-a-Pic v2 columns, named `synthpick-NNNNN-of-NNNNN.parquet`:
+ * one pool of comparisons, no upstream split) and the truth sidecar into `outDir`. The import sees
+ * the sidecar and splits the pool by-comparison unless told otherwise.
+ */
 export async function generateSynthpick(opts: GenerateOptions): Promise<GenerateResult> {
   const presetName = opts.preset ?? 'default';
   const params = synthpickParams(presetName, opts.params);
@@ -516,7 +522,7 @@ export async function generateSynthpick(opts: GenerateOptions): Promise<Generate
   for (let k = 0; k < params.shards; k++) {
     const part = sim.comparisons.slice(k * perShard, (k + 1) * perShard);
     if (!part.length) break;
-    const file = path.join(opts.outDir, `train-${String(k).padStart(5, '0')}-of-${String(params.shards).padStart(5, '0')}.parquet`);
+    const file = path.join(opts.outDir, `synthpick-${String(k).padStart(5, '0')}-of-${String(params.shards).padStart(5, '0')}.parquet`);
     const w = new ParquetFileWriter(file, PICKAPIC_WRITE_COLUMNS, { synthpick: JSON.stringify({ preset: presetName, seed, populationSeed: sim.populationSeed }) });
     for (let s = 0; s < part.length; s += params.rowGroupRows) {
       const rows = part.slice(s, s + params.rowGroupRows).map((c, i) => pickapicRow(sim, c, encoded.get(c.image0.uid)!, encoded.get(c.image1.uid)!, k * perShard + s + i));

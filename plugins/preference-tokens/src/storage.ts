@@ -6,6 +6,7 @@
  * `prompt_pool.pt` (see torch-import.ts).
  */
 import { promises as fs } from 'fs';
+import { MissingInputError } from '@userpref/core';
 import * as path from 'path';
 import { SafetensorsFile, writeSafetensors } from '@userpref/safetensors';
 import { readPaperPromptPool } from './torch-import';
@@ -87,14 +88,14 @@ async function exists(p: string): Promise<boolean> {
 /** Reads a directory saved by `saveTokens`, a .safetensors file, or the paper's prompt_pool.pt. */
 export async function readTokens(source: string): Promise<StoredTokens> {
   const stat = await fs.stat(source).catch(() => null);
-  if (!stat) throw new Error(`preference tokens: ${source} does not exist`);
+  if (!stat) throw new MissingInputError('tokens', source);
   if (stat.isDirectory()) {
     const tensorsFile = path.join(source, TENSORS_FILE);
     const configFile = path.join(source, CONFIG_FILE);
     if (!(await exists(tensorsFile))) {
       const pt = path.join(source, 'prompt_pool.pt');
       if (await exists(pt)) return readTokens(pt);
-      throw new Error(`preference tokens: ${source} has no ${TENSORS_FILE} (nor a prompt_pool.pt)`);
+      throw new MissingInputError('tokens', source, `no ${TENSORS_FILE} (nor a prompt_pool.pt) in it`);
     }
     if (!(await exists(configFile))) throw new Error(`preference tokens: ${source} has ${TENSORS_FILE} but no ${CONFIG_FILE}`);
     return { config: await readConfig(configFile), tensors: await readSafetensorsTensors(tensorsFile), source: tensorsFile };

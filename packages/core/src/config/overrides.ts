@@ -14,12 +14,13 @@ export function setPath(target: Record<string, unknown>, dotted: string, value: 
   const keys = dotted.split('.');
   if (keys.some((k) => !k)) throw new ConfigError(`bad override path '${dotted}'`);
   let node: Record<string, unknown> = target;
-  for (const k of keys.slice(0, -1)) {
+  keys.slice(0, -1).forEach((k, i) => {
     const next = Array.isArray(node) ? (node as unknown[])[Number(k)] : node[k];
-    if (next === undefined || next === null) node[k] = {};
+    // A missing container is an array when the next key is an index (eval.models.0.tokens).
+    if (next === undefined || next === null) node[k] = /^\d+$/.test(keys[i + 1]) ? [] : {};
     else if (typeof next !== 'object') throw new ConfigError(`override '${dotted}': '${k}' is not an object`);
     node = (Array.isArray(node) ? (node as unknown[])[Number(k)] : node[k]) as Record<string, unknown>;
-  }
+  });
   const last = keys[keys.length - 1];
   if (Array.isArray(node)) (node as unknown[])[Number(last)] = value;
   else node[last] = value;

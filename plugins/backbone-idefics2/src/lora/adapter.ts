@@ -23,7 +23,10 @@ const PEFT_PREFIX = 'base_model.model.';
 /** Modules PEFT could adapt but this implementation does not (Conv2d / Embedding layers). */
 const UNSUPPORTED_TARGETS = ['model.vision_model.embeddings.patch_embedding', 'model.vision_model.embeddings.position_embedding', 'model.text_model.embed_tokens'];
 
-export class LoraAdapterError extends Error {}
+export class LoraAdapterError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in core). */
+  readonly expected = true;
+}
 
 export class LoraAdapter {
   private constructor(

@@ -65,7 +65,10 @@ export interface Idefics2Config {
   readonly defaulted: readonly string[];
 }
 
-export class Idefics2ConfigError extends Error {}
+export class Idefics2ConfigError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in core). */
+  readonly expected = true;
+}
 
 type Json = Record<string, unknown>;
 

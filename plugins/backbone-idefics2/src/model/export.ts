@@ -52,7 +52,10 @@ const TORCH_DTYPE: Record<ExportDtype, string> = { F32: 'float32', F16: 'float16
 /** The weight files of a checkpoint directory (never copied from the source). */
 const WEIGHT_FILE = /^(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)(\.index\.json)?$/;
 
-export class Idefics2ExportError extends Error {}
+export class Idefics2ExportError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in core). */
+  readonly expected = true;
+}
 
 function values(t: tf.Tensor): Float32Array {
   if (t.isDisposed) throw new Idefics2ExportError('a weight tensor of the model has been disposed');

@@ -91,7 +91,10 @@ export interface Idefics2Params {
   };
 }
 
-export class Idefics2WeightsError extends Error {}
+export class Idefics2WeightsError extends Error {
+  /** A user-facing failure: printed as one line by the runners (isExpectedError in core). */
+  readonly expected = true;
+}
 
 export interface LoadReport {
   readonly tensorsRead: number;
