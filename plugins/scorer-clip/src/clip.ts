@@ -1,0 +1,155 @@
+/**
+ * A CLIP checkpoint in the layout transformers.js loads (the Xenova/* repositories): config.json,
+ * tokenizer.json + tokenizer_config.json, preprocessor_config.json, onnx/text_model.onnx
+ * (input_ids -> text_embeds) and onnx/vision_model.onnx (pixel_values -> image_embeds), run by
+ * onnxruntime through @huggingface/transformers, from local files only.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import type { PreferenceImage } from '@userpref/core';
+import type * as Transformers from '@huggingface/transformers' with { 'resolution-mode': 'import' };
+import { parseClipImageConfig, pixelValues, type ClipImageConfig } from './preprocess';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const transformers = require('@huggingface/transformers') as typeof Transformers;
+
+/** The files a CLIP checkpoint directory must hold, with what each is for. */
+export const CLIP_FILES: ReadonlyArray<{ file: string; role: string; part: 'text' | 'vision' | 'both' }> = [
+  { file: 'config.json', role: 'model config', part: 'both' },
+  { file: 'tokenizer.json', role: 'tokenizer', part: 'text' },
+  { file: 'tokenizer_config.json', role: 'tokenizer settings', part: 'text' },
+  { file: 'preprocessor_config.json', role: 'image preprocessing', part: 'vision' },
+  { file: path.join('onnx', 'text_model.onnx'), role: 'text encoder with projection (CLIPTextModelWithProjection)', part: 'text' },
+  { file: path.join('onnx', 'vision_model.onnx'), role: 'image encoder with projection (CLIPVisionModelWithProjection)', part: 'vision' },
+];
+
+export class MissingModelFileError extends Error {
+  constructor(readonly file: string, role: string, hint: string) {
+    super(`${file} is missing (${role}). ${hint}`);
+    this.name = 'MissingModelFileError';
+  }
+}
+
+const EXPORT_HINT = 'See plugins/scorer-clip/README.md: download an ONNX export (e.g. Xenova/clip-vit-large-patch14) or export one with `optimum-cli export onnx`.';
+
+/** Checks that `dir` holds every file the needed parts load, naming the first missing one. */
+export async function checkClipDir(dir: string, parts: 'text' | 'vision' | 'both'): Promise<void> {
+  for (const f of CLIP_FILES) {
+    if (parts !== 'both' && f.part !== 'both' && f.part !== parts) continue;
+    const full = path.join(dir, f.file);
+    const ok = await fs.stat(full).then((s) => s.isFile(), () => false);
+    if (!ok) throw new MissingModelFileError(full, f.role, EXPORT_HINT);
+  }
+}
+
+function offline(): void {
+  const env = transformers.env;
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+}
+
+/** One CLIP checkpoint: projected, unnormalised text and image embeddings. */
+export class ClipEncoder {
+  private tokenizer?: Transformers.PreTrainedTokenizer;
+  private textModel?: Transformers.PreTrainedModel;
+  private visionModel?: Transformers.PreTrainedModel;
+  private imageConfig?: ClipImageConfig;
+  private maxLength = 77;
+
+  constructor(
+    readonly dir: string,
+    readonly parts: 'text' | 'vision' | 'both',
+    /** Images per vision-encoder call. */
+    readonly batchSize = 8,
+  ) {}
+
+  async init(): Promise<void> {
+    await checkClipDir(this.dir, this.parts);
+    offline();
+    const opts = { local_files_only: true, dtype: 'fp32' as const, device: 'cpu' as const };
+    // An absolute path is not a Hub id: transformers.js reads <dir>/<file> directly.
+    if (this.parts !== 'vision') {
+      this.tokenizer = await transformers.AutoTokenizer.from_pretrained(this.dir, { local_files_only: true });
+      const config = JSON.parse(await fs.readFile(path.join(this.dir, 'config.json'), 'utf8')) as { text_config?: { max_position_embeddings?: number }; max_position_embeddings?: number };
+      const positions = config.text_config?.max_position_embeddings ?? config.max_position_embeddings ?? 77;
+      const tokLimit = this.tokenizer.model_max_length;
+      this.maxLength = Math.min(positions, typeof tokLimit === 'number' && Number.isFinite(tokLimit) && tokLimit > 2 ? tokLimit : positions);
+      this.textModel = await transformers.CLIPTextModelWithProjection.from_pretrained(this.dir, opts);
+    }
+    if (this.parts !== 'text') {
+      const file = path.join(this.dir, 'preprocessor_config.json');
+      this.imageConfig = parseClipImageConfig(JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>, file);
+      this.visionModel = await transformers.CLIPVisionModelWithProjection.from_pretrained(this.dir, opts);
+    }
+  }
+
+  /**
+   * Token ids of a prompt: BOS + BPE tokens + EOS. A prompt longer than the text model's context
+   * (77) keeps its first 75 tokens between BOS and EOS, as transformers' CLIPTokenizer (and
+   * open_clip's) truncate. transformers.js's own truncation would cut the EOS, whose position is
+   * where CLIP reads the text embedding.
+   */
+  tokenize(prompt: string): number[] {
+    if (!this.tokenizer) throw new Error(`${this.dir}: the text encoder is not loaded (init() first, with parts 'text' or 'both')`);
+    const ids = this.tokenizer.encode(prompt, { add_special_tokens: true });
+    return ids.length <= this.maxLength ? ids : [...ids.slice(0, this.maxLength - 1), ids[ids.length - 1]];
+  }
+
+  private encode(prompt: string): Transformers.Tensor {
+    const ids = this.tokenize(prompt);
+    return new transformers.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]);
+  }
+
+  /** [d] projected text embedding of one prompt. */
+  async textEmbedding(prompt: string): Promise<Float32Array> {
+    if (!this.textModel) throw new Error(`${this.dir}: the text encoder is not loaded`);
+    const out = (await this.textModel({ input_ids: this.encode(prompt) })) as { text_embeds: Transformers.Tensor };
+    return Float32Array.from(out.text_embeds.data as Float32Array);
+  }
+
+  /** Pixel values of one image, [3, H, W], as the Python CLIP processor makes them. */
+  pixels(img: Parameters<typeof pixelValues>[0]): { height: number; width: number; chw: Float32Array } {
+    if (!this.imageConfig) throw new Error(`${this.dir}: the image encoder is not loaded`);
+    return pixelValues(img, this.imageConfig);
+  }
+
+  /** [n][d] projected image embeddings. */
+  async imageEmbeddings(images: readonly PreferenceImage[]): Promise<Float32Array[]> {
+    if (!this.visionModel) throw new Error(`${this.dir}: the image encoder is not loaded`);
+    const out: Float32Array[] = [];
+    for (let s = 0; s < images.length; s += this.batchSize) {
+      const chunk = images.slice(s, s + this.batchSize);
+      const px = await Promise.all(chunk.map(async (im) => this.pixels(await im.decode())));
+      const { height, width } = px[0];
+      const data = new Float32Array(px.length * 3 * height * width);
+      px.forEach((p, i) => data.set(p.chw, i * p.chw.length));
+      const input = new transformers.Tensor('float32', data, [px.length, 3, height, width]);
+      const res = (await this.visionModel({ pixel_values: input })) as { image_embeds: Transformers.Tensor };
+      const emb = res.image_embeds.data as Float32Array;
+      const d = emb.length / px.length;
+      for (let i = 0; i < px.length; i++) out.push(Float32Array.from(emb.subarray(i * d, (i + 1) * d)));
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    await this.textModel?.dispose();
+    await this.visionModel?.dispose();
+    this.textModel = undefined;
+    this.visionModel = undefined;
+  }
+}
+
+/** Cosine similarity in float64. */
+export function cosine(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`embedding widths differ: ${a.length} vs ${b.length}`);
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return ab / (Math.sqrt(aa) * Math.sqrt(bb));
+}
