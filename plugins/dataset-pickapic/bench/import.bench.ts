@@ -131,7 +131,7 @@ export async function runImportBench(opts: ImportBenchOptions = {}): Promise<Imp
     measurements.push(measureInChild('synthpick default', synth, path.join(work, 'out-synth')));
     log(JSON.stringify(measurements.at(-1)));
     for (const gb of [bigGb / 4, bigGb]) {
-      const file = path.join(work, `big-${gb}gb.parquet`);
+      const file = path.join(work, `train-big-${gb}gb.parquet`); // "train-": the import keeps the split its name says
       const t1 = Date.now();
       const w = await writeBigPickapicFile(file, gb * 1e9 * 1.02, log);
       log(`wrote ${file}: ${w.rows} rows, ${(w.bytes / 1e9).toFixed(2)} GB in ${((Date.now() - t1) / 1000).toFixed(1)} s`);

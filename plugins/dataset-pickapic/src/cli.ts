@@ -2,20 +2,25 @@
  * Command line of the dataset package:
  *
  *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts import --from <parquet files | dir | pkl> --out <dir>
- *        [--split-protocol by-comparison|by-user] [--seed 42] [--validation-fraction 0.1]
- *        [--test-fraction 0.1] [--keep-ties] [--split train|validation|test] [--batch-rows 256]
+ *        [--split train|validation|test] [--split-protocol upstream|by-comparison|by-user]
+ *        [--references train|train+same-split] [--seed 42] [--validation-fraction 0.1] [--test-fraction 0.1]
+ *        [--keep-ties] [--skip-bad-row-groups] [--batch-rows 256]
  *   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --out <dir> [--preset tiny|default|population] [--seed 42] [--population-seed <seed>]
  *        [--params '<json overrides of the preset, e.g. {"clusters":2,"tasteGroups":["colour"]}>'] [--import <processed dir>]
  */
 import { createLogger, type SplitName } from '@userpref/core';
-import { importDataset } from './import';
-import { SPLIT_PROTOCOLS, type SplitProtocol } from './splits';
+import { OTHER_SKIP_REASONS, SKIP_REASONS, importDataset, type ImportResult } from './import';
+import { REFERENCE_SOURCES, SPLIT_PROTOCOLS, type ReferenceSource, type SplitProtocol } from './splits';
 import { PRESETS, SynthpickParamsError, generateSynthpick, type SynthpickParams, type SynthpickPreset } from './synthpick';
 
 const USAGE = `usage:
-  cli.ts import --from <file|dir> [--from ...] --out <dir> [--split-protocol by-comparison|by-user] [--seed 42]
-                [--validation-fraction 0.1] [--test-fraction 0.1] [--keep-ties] [--split train|validation|test]
-                [--batch-rows 256] [--concurrency 4]
+  cli.ts import --from <file|dir> [--from ...] --out <dir> [--split train|validation|test]
+                [--split-protocol upstream|by-comparison|by-user] [--references train|train+same-split]
+                [--seed 42] [--validation-fraction 0.1] [--test-fraction 0.1] [--keep-ties]
+                [--skip-bad-row-groups] [--batch-rows 256] [--concurrency 4]
+         Splits: Pick-a-Pic v2 shards keep the split of their file name (train-, validation-, test-,
+         validation_unique- = validation, test_unique- = test), or --split for every file; re-split
+         only with --split-protocol by-comparison|by-user (synthpick data: by-comparison by default).
   cli.ts synth --out <dir> [--preset ${Object.keys(PRESETS).join('|')}] [--seed 42] [--population-seed <seed>]
                 [--params '<json: overrides of the preset's parameters>'] [--import <processed dir>]`;
 
@@ -24,7 +29,7 @@ class UsageError extends Error {}
 function parse(argv: string[]): { command: string; flags: Map<string, string[]> } {
   const [command, ...rest] = argv;
   const flags = new Map<string, string[]>();
-  const booleans = new Set(['keep-ties', 'help']);
+  const booleans = new Set(['keep-ties', 'skip-bad-row-groups', 'help']);
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (!a.startsWith('--')) {
@@ -59,7 +64,7 @@ function num(flags: Map<string, string[]>, key: string): number | undefined {
 }
 
 const KNOWN: Record<string, string[]> = {
-  import: ['from', 'out', 'split-protocol', 'seed', 'validation-fraction', 'test-fraction', 'keep-ties', 'split', 'batch-rows', 'concurrency'],
+  import: ['from', 'out', 'split-protocol', 'references', 'seed', 'validation-fraction', 'test-fraction', 'keep-ties', 'skip-bad-row-groups', 'split', 'batch-rows', 'concurrency'],
   synth: ['out', 'preset', 'seed', 'population-seed', 'params', 'import'],
 };
 
@@ -90,9 +95,15 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`--from is required\n${USAGE}\n`);
       return 2;
     }
-    const protocol = (one(flags, 'split-protocol') ?? 'by-comparison') as SplitProtocol;
-    if (!SPLIT_PROTOCOLS.includes(protocol)) {
+    // Only what was asked for is passed: the import picks the defaults and says which it used.
+    const protocol = one(flags, 'split-protocol') as SplitProtocol | undefined;
+    if (protocol !== undefined && !SPLIT_PROTOCOLS.includes(protocol)) {
       process.stderr.write(`--split-protocol must be one of ${SPLIT_PROTOCOLS.join(', ')}, got '${protocol}'\n`);
+      return 2;
+    }
+    const references = one(flags, 'references') as ReferenceSource | undefined;
+    if (references !== undefined && !REFERENCE_SOURCES.includes(references)) {
+      process.stderr.write(`--references must be one of ${REFERENCE_SOURCES.join(', ')}, got '${references}'\n`);
       return 2;
     }
     const split = one(flags, 'split') as SplitName | undefined;
@@ -104,6 +115,8 @@ export async function main(argv: string[]): Promise<number> {
       from,
       out,
       splitProtocol: protocol,
+      references,
+      skipBadRowGroups: flags.has('skip-bad-row-groups'),
       seed,
       validationFraction: num(flags, 'validation-fraction'),
       testFraction: num(flags, 'test-fraction'),
@@ -113,9 +126,7 @@ export async function main(argv: string[]): Promise<number> {
       concurrency: num(flags, 'concurrency'),
       logger: log,
     });
-    const rec = r.reconciliation;
-    const parts = Object.entries(rec.skipped).map(([k, v]) => `${k} ${v}`).join(' + ');
-    process.stdout.write(`rows read ${rec.read} = kept ${rec.kept} + ${parts}\n`);
+    process.stdout.write(importReport(r));
     return 0;
   }
   const preset = (one(flags, 'preset') ?? 'default') as SynthpickPreset;
@@ -160,6 +171,31 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`imported into ${processed}: rows read ${r.reconciliation.read}, kept ${r.reconciliation.kept}\n`);
   }
   return 0;
+}
+
+/** The import's summary: rows per source split and per reason, examples per split, the total. */
+export function importReport(r: ImportResult): string {
+  const reasons = [...SKIP_REASONS, ...OTHER_SKIP_REASONS, 'bad_references'].filter((k) => Object.values(r.bySplit).some((p) => p.skipped[k]) || k in r.reconciliation.skipped);
+  const head = ['files', 'read', 'kept', ...reasons];
+  const line = (name: string, p: ImportResult['reconciliation']) => [name, p.read, p.kept, ...reasons.map((k) => p.skipped[k] ?? 0)].map(String);
+  const table = [head, ...Object.entries(r.bySplit).map(([k, p]) => line(k === 'none' ? '(no split)' : k, p)), line('total', r.reconciliation)];
+  const widths = head.map((_, j) => Math.max(...table.map((row) => row[j].length)));
+  const lines = [
+    `split protocol ${r.protocol}${r.references ? `; references from ${r.references === 'train' ? "the user's training comparisons" : "the user's training comparisons and the target's own split"}` : ''}`,
+    ...table.map((row) => row.map((c, j) => (j ? c.padStart(widths[j]) : c.padEnd(widths[j]))).join('  ')),
+    ...(['train', 'validation', 'test'] as const).map((s) => {
+      const x = r.splits[s];
+      return `${s}: ${x.examples} examples, ${x.users} users${x.withoutReferences ? `, ${x.withoutReferences} without any reference` : ''}`;
+    }),
+  ];
+  if (r.resplit) {
+    for (const [from, to] of Object.entries(r.resplit)) {
+      lines.push(`re-split: comparisons from ${from === 'none' ? 'files without a split' : `${from} files`} -> ${Object.entries(to).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    }
+  }
+  const rec = r.reconciliation;
+  lines.push(`rows read ${rec.read} = kept ${rec.kept} + ${Object.entries(rec.skipped).map(([k, v]) => `${k} ${v}`).join(' + ')}`);
+  return lines.join('\n') + '\n';
 }
 
 if (require.main === module || process.argv[1] === __filename) {

@@ -13,7 +13,7 @@ import { checkImage, imageId, mapLimit, type ImageCheck } from './images';
 import { PickapicFormatError } from './parquet-io';
 import { openPickapicShard, type PickapicRow } from './pickapic-parquet';
 import { paperRowBatches, readPaperPickle } from './paper-pickle';
-import { buildSplits, type SplitProtocol } from './splits';
+import { buildSplits, defaultReferences, type ReferenceSource, type SplitProtocol } from './splits';
 import {
   FORMAT_NAME,
   FORMAT_VERSION,
@@ -30,13 +30,47 @@ import { TRUTH_FILE, type SynthpickTruth } from './synthpick';
 
 /** Skip reasons, in the order they are tested (a row is counted under the first that applies). */
 export const SKIP_REASONS = ['no_label', 'not_different', 'tie', 'bad_label', 'missing_value', 'corrupt_image'] as const;
-export type SkipReason = (typeof SKIP_REASONS)[number] | 'bad_references';
+/** Reasons that are not a row's own fault: a comparison already imported from another file
+ *  (`duplicate`), rows of a row group that could not be read (`bad_row_group`, only with
+ *  skipBadRowGroups). */
+export const OTHER_SKIP_REASONS = ['duplicate', 'bad_row_group'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number] | (typeof OTHER_SKIP_REASONS)[number] | 'bad_references';
+
+/**
+ * The Pick-a-Pic v2 layout names its shards `<split>-NNNNN-of-NNNNN[-hash].parquet`. The `_unique`
+ * splits are deduplicated subsets of validation / test (one comparison per prompt), so they are
+ * imported as validation / test; a comparison present in both (same user, ranking_id and images)
+ * is kept once and its other copies are counted as `duplicate`.
+ */
+export const SHARD_SPLITS: Readonly<Record<string, SplitName>> = {
+  train: 'train',
+  validation: 'validation',
+  test: 'test',
+  validation_unique: 'validation',
+  test_unique: 'test',
+};
+
+/** The split a shard's file name says (its prefix before '-' or '.'), or null. */
+export function splitFromShardName(file: string): { prefix: string; split: SplitName } | null {
+  const m = /^([a-z_]+)(?=[-.])/i.exec(path.basename(file));
+  const prefix = m?.[1].toLowerCase();
+  return prefix && prefix in SHARD_SPLITS ? { prefix, split: SHARD_SPLITS[prefix] } : null;
+}
 
 export interface ImportOptions {
   /** Parquet files, pickle files, or directories holding them. */
   from: string[];
   out: string;
+  /** Default: `upstream` (each shard's split from its file name or `split`), except for synthpick
+   *  data (a synthpick-truth.json beside the shards), which has no upstream split: `by-comparison`.
+   *  The paper's pickles come split; a protocol given for them is ignored with a warning. */
   splitProtocol?: SplitProtocol;
+  /** Where references come from (splits.ts). Default: `train` for by-comparison,
+   *  `train+same-split` for upstream and by-user. */
+  references?: ReferenceSource;
+  /** A row group that cannot be read: stop the import (default) or skip its rows, counted as
+   *  `bad_row_group`, and go on. */
+  skipBadRowGroups?: boolean;
   seed?: number;
   validationFraction?: number;
   testFraction?: number;
@@ -49,7 +83,10 @@ export interface ImportOptions {
   batchBytes?: number;
   /** Images decoded in parallel while validating. Default 4. */
   concurrency?: number;
-  /** For a pickle whose name does not say its split (bench_train/val/test). */
+  /** The split of every input file. Without it a file's split comes from its name (Pick-a-Pic v2
+   *  shards: train-, validation-, test-, validation_unique-, test_unique-; release pickles:
+   *  bench_train / bench_val / bench_test); a name that says another split is overridden, with a
+   *  warning. */
   split?: SplitName;
   logger?: Logger;
   /** Progress line every this many ms. Default 2000. */
@@ -58,13 +95,39 @@ export interface ImportOptions {
   onBatch?: (info: { rowsRead: number; bytesRead: number }) => void;
 }
 
+/** The manifest of an import: the store's Manifest and what the import adds about splits. */
+export interface ImportManifest extends Manifest {
+  /** Where references come from (splits.ts), for parquet imports. */
+  readonly references?: ReferenceSource;
+  /** Each source file's split (from its name or --split; null: none). */
+  readonly sourceSplits: Record<string, SplitName | null>;
+  /** The reconciliation per source split (the split of the file a row came from; 'none' when its
+   *  file has none). */
+  readonly reconciliationBySplit: Record<string, Reconciliation>;
+  /** Re-split parquet imports: comparisons per source split and the split they ended in. */
+  readonly resplit?: Record<string, Record<string, number>>;
+}
+
+export interface SplitSummary {
+  examples: number;
+  users: number;
+  /** Examples whose pool holds no comparison but the target itself. */
+  withoutReferences: number;
+}
+
 export interface ImportResult {
-  readonly manifest: Manifest;
+  readonly manifest: ImportManifest;
   readonly reconciliation: Reconciliation;
+  /** Per source split (the split of the file a row came from; 'none' when it has none). */
+  readonly bySplit: Record<string, Reconciliation>;
+  readonly protocol: string;
+  readonly references: ReferenceSource | null;
+  /** Re-split parquet imports: comparisons per source split and the split they ended in. */
+  readonly resplit: Record<string, Record<string, number>> | null;
   /** Parquet: bytes read from the files; release pickles: image bytes read. */
   readonly bytesRead: number;
   readonly elapsedMs: number;
-  readonly splits: Record<SplitName, { examples: number; users: number }>;
+  readonly splits: Record<SplitName, SplitSummary>;
 }
 
 async function expandInputs(from: string[]): Promise<string[]> {
@@ -92,22 +155,63 @@ async function findTruth(from: string[], files: string[]): Promise<SynthpickTrut
   return null;
 }
 
+/** Where a row is, for messages and skipped.jsonl. */
+interface RowAt {
+  readonly where: string;
+  readonly rankingId?: string | null;
+  readonly userId?: string | null;
+}
+
+const rowName = (at: RowAt) => {
+  const who = [at.rankingId != null ? `ranking_id ${at.rankingId}` : '', at.userId != null ? `user ${at.userId}` : ''].filter(Boolean).join(', ');
+  return who ? `${at.where} (${who})` : at.where;
+};
+
+/** Counts rows read / kept / skipped by reason, per source split, and lists every skip. */
 class Tally {
-  read = 0;
-  kept = 0;
+  private readonly parts = new Map<string, Reconciliation>();
   ties = 0;
-  readonly skipped: Record<string, number> = Object.fromEntries(SKIP_REASONS.map((r) => [r, 0]));
   warnings = 0;
   constructor(private readonly log: Logger, private readonly skipLog: fs.WriteStream) {}
-  skip(reason: SkipReason, where: string, detail?: string): void {
-    this.skipped[reason] = (this.skipped[reason] ?? 0) + 1;
-    this.skipLog.write(JSON.stringify({ where, reason, ...(detail ? { detail } : {}) }) + '\n');
-    if (reason === 'corrupt_image' || reason === 'bad_references' || reason === 'missing_value') {
-      if (this.warnings++ < 20) this.log.warn(`skipped row ${where}: ${reason}${detail ? ` (${detail})` : ''}`);
+  private part(split: string): Reconciliation {
+    let p = this.parts.get(split);
+    if (!p) this.parts.set(split, (p = { read: 0, kept: 0, skipped: Object.fromEntries([...SKIP_REASONS, ...OTHER_SKIP_REASONS].map((r) => [r, 0])) }));
+    return p;
+  }
+  read(split: string, n = 1): void {
+    this.part(split).read += n;
+  }
+  keep(split: string, n = 1): void {
+    this.part(split).kept += n;
+  }
+  get rowsRead(): number {
+    return [...this.parts.values()].reduce((a, p) => a + p.read, 0);
+  }
+  get rowsKept(): number {
+    return [...this.parts.values()].reduce((a, p) => a + p.kept, 0);
+  }
+  skip(split: string, reason: SkipReason, at: RowAt, detail?: string, rows = 1): void {
+    const p = this.part(split);
+    p.skipped[reason] = (p.skipped[reason] ?? 0) + rows;
+    this.skipLog.write(JSON.stringify({ where: at.where, ranking_id: at.rankingId ?? null, user_id: at.userId ?? null, reason, ...(rows !== 1 ? { rows } : {}), ...(detail ? { detail } : {}) }) + '\n');
+    if (reason === 'bad_row_group') this.log.warn(`skipped ${rows} row(s) ${at.where}: bad_row_group (${detail})`);
+    else if (reason === 'corrupt_image' || reason === 'bad_references' || reason === 'missing_value') {
+      if (this.warnings++ < 20) this.log.warn(`skipped row ${rowName(at)}: ${reason}${detail ? ` (${detail})` : ''}`);
     }
   }
+  bySplit(): Record<string, Reconciliation> {
+    const order = ['train', 'validation', 'test', 'none'];
+    const keys = [...this.parts.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+    return Object.fromEntries(keys.map((k) => [k, { ...this.parts.get(k)!, skipped: { ...this.parts.get(k)!.skipped } }]));
+  }
   reconciliation(): Reconciliation {
-    return { read: this.read, kept: this.kept, skipped: { ...this.skipped } };
+    const total: Reconciliation = { read: 0, kept: 0, skipped: Object.fromEntries([...SKIP_REASONS, ...OTHER_SKIP_REASONS].map((r) => [r, 0])) };
+    for (const p of this.parts.values()) {
+      total.read += p.read;
+      total.kept += p.kept;
+      for (const [r, n] of Object.entries(p.skipped)) total.skipped[r] = (total.skipped[r] ?? 0) + n;
+    }
+    return total;
   }
 }
 
@@ -143,14 +247,58 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
   const kinds = new Set(files.map((f) => (/\.parquet$/i.test(f) ? 'parquet' : 'pickle')));
   if (kinds.size > 1) throw new PickapicFormatError(`--from mixes parquet and pickle files; import them separately`);
   const kind = [...kinds][0];
+  const seed = opts.seed ?? 42;
+  const fractions = { validation: opts.validationFraction ?? 0.1, test: opts.testFraction ?? 0.1 };
+
+  // Everything that can be decided from names and options is decided before any file is read.
+  let truth: SynthpickTruth | null = null;
+  let protocol: SplitProtocol | 'paper-release' = 'paper-release';
+  let references: ReferenceSource | null = null;
+  const fileSplit: Array<SplitName | null> = files.map((f) => {
+    const named = kind === 'parquet' ? splitFromShardName(f)?.split ?? null : splitOfPickleName(f);
+    if (opts.split && named && named !== opts.split) log.warn(`${path.basename(f)}: its name says ${named}; imported as ${opts.split} because of --split ${opts.split}`);
+    return opts.split ?? named;
+  });
+  if (kind === 'parquet') {
+    truth = await findTruth(opts.from, files);
+    protocol = opts.splitProtocol ?? (truth ? 'by-comparison' : 'upstream');
+    references = opts.references ?? defaultReferences(protocol);
+    if (protocol === 'by-user' && references === 'train') {
+      throw new PickapicFormatError(`--references train does not fit --split-protocol by-user: its validation and test users have no training comparisons (use train+same-split)`);
+    }
+    if (protocol === 'upstream') {
+      const nameless = files.filter((_, i) => !fileSplit[i]);
+      if (nameless.length) {
+        throw new PickapicFormatError(
+          `${nameless.map((f) => path.basename(f)).join(', ')}: the file name says no split (Pick-a-Pic v2 names: ${Object.keys(SHARD_SPLITS).join('|')}-NNNNN-of-NNNNN.parquet); ` +
+            `pass --split train|validation|test for these files, or re-split everything with --split-protocol by-comparison|by-user`,
+        );
+      }
+      if (opts.validationFraction !== undefined || opts.testFraction !== undefined) log.warn('--validation-fraction / --test-fraction are ignored: the upstream splits are kept (re-split with --split-protocol by-comparison|by-user)');
+    }
+    const why = opts.splitProtocol ? 'asked for' : truth ? 'synthpick data has no upstream split' : 'the default: splits from the file names';
+    log.info(`import: split protocol ${protocol} (${why}); references from ${references === 'train' ? "the user's training comparisons" : "the user's training comparisons and the user's other comparisons of the target's split"}`);
+    const prefixes = new Set(files.map((f) => splitFromShardName(f)?.prefix));
+    for (const [u, base] of [['validation_unique', 'validation'], ['test_unique', 'test']]) {
+      if (prefixes.has(u) && prefixes.has(base)) log.info(`import: ${u} is a deduplicated subset of ${base}: both are imported as ${base}, and a comparison found in both is kept once (the other copy counted as duplicate)`);
+    }
+  } else {
+    // The release comes split (train / val / test files): nothing to re-split.
+    if (opts.splitProtocol) log.warn(`--split-protocol ${opts.splitProtocol} is ignored for the paper's pickles: the release comes split (train / val / test files)`);
+    if (opts.references) log.warn(`--references ${opts.references} is ignored for the paper's pickles: each row carries its own references`);
+    for (const [i, f] of files.entries()) {
+      if (!fileSplit[i]) throw new PickapicFormatError(`${f}: cannot tell its split from the name (expected bench_train*/bench_val*/bench_test*); pass --split`);
+    }
+  }
+
   await fsp.mkdir(opts.out, { recursive: true });
   const skipLog = fs.createWriteStream(path.join(opts.out, 'skipped.jsonl'));
   const tally = new Tally(log, skipLog);
   const images = new ImageStoreWriter(opts.out);
   const gate = new ImageGate(images, opts.concurrency ?? 4);
-  const comparisons: StoredComparison[] = [];
-  const seed = opts.seed ?? 42;
-  const protocol = opts.splitProtocol ?? 'by-comparison';
+  let comparisons: StoredComparison[] = [];
+  /** The source split of each comparison (parquet). */
+  let compSplit: Array<SplitName | null> = [];
   const every = opts.progressEveryMs ?? 2000;
   let bytesRead = 0;
   let lastReport = Date.now();
@@ -159,43 +307,70 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     if (!force && now - lastReport < every) return;
     lastReport = now;
     const s = (now - t0) / 1000;
-    log.info(`import: ${path.basename(file)}`, { ...extra, rowsRead: tally.read, rowsKept: tally.kept, images: images.count, MB: +(bytesRead / 1e6).toFixed(1), rowsPerSec: Math.round(tally.read / s), MBps: +(bytesRead / 1e6 / s).toFixed(1) });
+    const read = tally.rowsRead;
+    log.info(`import: ${path.basename(file)}`, { ...extra, rowsRead: read, rowsKept: tally.rowsKept, images: images.count, MB: +(bytesRead / 1e6).toFixed(1), rowsPerSec: Math.round(read / s), MBps: +(bytesRead / 1e6 / s).toFixed(1) });
   };
 
   let splits: Record<SplitName, SplitIndex>;
   let unusedTies = 0;
-  let truth: SynthpickTruth | null = null;
+  let resplit: Record<string, Record<string, number>> | null = null;
   try {
     if (kind === 'parquet') {
-      truth = await findTruth(opts.from, files);
       const truthByRanking = truth ? new Map(truth.comparisons.map((c) => [c.ranking_id, c])) : null;
       // Open (and check) every shard first: a bad schema fails the import before hours of work.
       for (const f of files) await (await openPickapicShard(f)).close();
       for (const [fi, f] of files.entries()) {
         const shard = await openPickapicShard(f);
+        const split = fileSplit[fi];
+        const key = split ?? 'none';
         let before = 0;
         try {
-          for await (const batch of shard.batches(opts.batchRows ?? 256)) {
+          for await (const batch of shard.batches(opts.batchRows ?? 256, { skipBadRowGroups: opts.skipBadRowGroups })) {
             bytesRead += batch.bytesRead - before;
             before = batch.bytesRead;
-            await importParquetRows(batch.rows, tally, gate, comparisons, !!opts.keepTies, truthByRanking);
-            opts.onBatch?.({ rowsRead: tally.read, bytesRead });
-            progress(f, { file: `${fi + 1}/${files.length}`, rowGroup: `${batch.rowGroup + 1}/${batch.rowGroups}` });
+            if (batch.lost) {
+              const n = batch.lost.rowEnd - batch.lost.rowStart;
+              tally.read(key, n);
+              tally.skip(key, 'bad_row_group', { where: `${path.basename(f)}:${batch.lost.rowStart}-${batch.lost.rowEnd - 1}` }, `row group ${batch.rowGroup}: ${batch.lost.error}`, n);
+            }
+            const added = await importParquetRows(batch.rows, key, tally, gate, comparisons, !!opts.keepTies, truthByRanking);
+            for (let k = 0; k < added; k++) compSplit.push(split);
+            opts.onBatch?.({ rowsRead: tally.rowsRead, bytesRead });
+            progress(f, { file: `${fi + 1}/${files.length}`, split: key, rowGroup: `${batch.rowGroup + 1}/${batch.rowGroups}` });
           }
         } finally {
           await shard.close();
         }
-        progress(f, { file: `${fi + 1}/${files.length}`, done: true }, true);
+        progress(f, { file: `${fi + 1}/${files.length}`, split: key, done: true }, true);
       }
-      const built = buildSplits(comparisons, { protocol, seed, validationFraction: opts.validationFraction ?? 0.1, testFraction: opts.testFraction ?? 0.1 });
+      ({ comparisons, compSplit } = dropDuplicates(comparisons, compSplit, tally, log));
+      const built = buildSplits(comparisons, {
+        protocol: protocol as SplitProtocol,
+        seed,
+        validationFraction: fractions.validation,
+        testFraction: fractions.test,
+        references: references!,
+        upstream: compSplit,
+      });
       splits = built.splits;
       unusedTies = built.unusedTies;
+      if (protocol !== 'upstream') {
+        resplit = {};
+        compSplit.forEach((from, i) => {
+          const row = (resplit![from ?? 'none'] ??= {});
+          const to = built.assignment[i] ?? 'unused';
+          row[to] = (row[to] ?? 0) + 1;
+        });
+        for (const from of ['validation', 'test'] as const) {
+          const row = resplit[from];
+          if (row?.train) log.warn(`import: ${protocol} re-split: ${row.train} of ${Object.values(row).reduce((a, b) => a + b, 0)} comparisons from upstream ${from} files are now training comparisons`);
+        }
+      }
     } else {
-      if (opts.splitProtocol) log.warn(`--split-protocol ${opts.splitProtocol} is ignored for the paper's pickles: the release comes split (train / val / test files)`);
-      splits = await importPickles(files, opts, tally, gate, comparisons, log, {
+      splits = await importPickles(files, fileSplit as SplitName[], opts, tally, gate, comparisons, log, {
         addBytes: (n) => (bytesRead += n),
         batchDone: (file, rowsDone, rows) => {
-          opts.onBatch?.({ rowsRead: tally.read, bytesRead });
+          opts.onBatch?.({ rowsRead: tally.rowsRead, bytesRead });
           progress(file, { rows: `${rowsDone}/${rows}` }, rowsDone === rows);
         },
       });
@@ -212,20 +387,27 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     await writeJson(path.join(opts.out, splitFiles[s]!), splits[s]);
   }
   const reconciliation = tally.reconciliation();
-  const skippedSum = Object.values(reconciliation.skipped).reduce((a, b) => a + b, 0);
-  if (reconciliation.read !== reconciliation.kept + skippedSum) {
-    throw new Error(`import does not reconcile: read ${reconciliation.read} != kept ${reconciliation.kept} + skipped ${skippedSum}`);
+  const bySplit = tally.bySplit();
+  for (const [name, r] of [['all', reconciliation] as const, ...Object.entries(bySplit)]) {
+    const skippedSum = Object.values(r.skipped).reduce((a, b) => a + b, 0);
+    if (r.read !== r.kept + skippedSum) throw new Error(`import does not reconcile (${name}): read ${r.read} != kept ${r.kept} + skipped ${skippedSum}`);
   }
-  const manifest: Manifest = {
+  const stored = kind === 'parquet' ? comparisons.length : targetsOf(splits);
+  if (reconciliation.kept !== stored) throw new Error(`import does not reconcile: kept ${reconciliation.kept} rows but stored ${stored} targets`);
+  const manifest: ImportManifest = {
     format: FORMAT_NAME,
     version: FORMAT_VERSION,
     createdBy: '@userpref/dataset-pickapic import',
     createdAt: new Date().toISOString(),
     source: { kind: kind === 'parquet' ? 'pickapic-parquet' : 'paper-pickle', files: files.map((f) => path.resolve(f)) },
-    splitProtocol: kind === 'parquet' ? protocol : 'paper-release',
+    splitProtocol: protocol,
+    ...(references ? { references } : {}),
+    sourceSplits: Object.fromEntries(files.map((f, i) => [path.basename(f), fileSplit[i]])),
     seed,
-    ...(kind === 'parquet' ? { fractions: { validation: opts.validationFraction ?? 0.1, test: opts.testFraction ?? 0.1 } } : {}),
+    ...(kind === 'parquet' && protocol !== 'upstream' ? { fractions } : {}),
     reconciliation,
+    reconciliationBySplit: bySplit,
+    ...(resplit ? { resplit } : {}),
     images: imageInfo,
     comparisons: { file: 'comparisons.parquet', count: comparisons.length, ties: tally.ties },
     splits: splitFiles,
@@ -234,7 +416,7 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
       : {}),
   };
   await writeJson(path.join(opts.out, 'manifest.json'), manifest);
-  const splitSummary = Object.fromEntries(SPLITS.map((s) => [s, { examples: splits[s].examples.length, users: splits[s].users }])) as ImportResult['splits'];
+  const splitSummary = Object.fromEntries(SPLITS.map((s) => [s, summariseSplit(splits[s])])) as ImportResult['splits'];
   const elapsedMs = Date.now() - t0;
   log.info('import: reconciliation', {
     rowsRead: reconciliation.read,
@@ -243,6 +425,13 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     tiesKept: tally.ties,
     ...(unusedTies ? { tiesUnusedInTrainUsers: unusedTies } : {}),
   });
+  for (const [name, r] of Object.entries(bySplit)) {
+    log.info(`import: rows of ${name === 'none' ? 'files without a split' : `${name} files`}`, { rowsRead: r.read, rowsKept: r.kept, ...Object.fromEntries(Object.entries(r.skipped).filter(([, v]) => v).map(([k, v]) => [`skipped_${k}`, v])) });
+  }
+  for (const s of SPLITS) {
+    const x = splitSummary[s];
+    if (x.withoutReferences) log.warn(`import: ${s}: ${x.withoutReferences} of ${x.examples} examples have no reference comparison (their user has no other usable comparison${references === 'train' ? ' in the training split' : ''})`);
+  }
   log.info('import: done', {
     out: opts.out,
     images: imageInfo.count,
@@ -251,7 +440,58 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
     ...Object.fromEntries(SPLITS.map((s) => [`${s}Examples`, splitSummary[s].examples])),
     seconds: +(elapsedMs / 1000).toFixed(1),
   });
-  return { manifest, reconciliation, bytesRead, elapsedMs, splits: splitSummary };
+  return { manifest, reconciliation, bySplit, protocol, references, resplit, bytesRead, elapsedMs, splits: splitSummary };
+}
+
+function targetsOf(splits: Record<SplitName, SplitIndex>): number {
+  return SPLITS.reduce((a, s) => a + splits[s].examples.length, 0);
+}
+
+function summariseSplit(index: SplitIndex): SplitSummary {
+  let withoutReferences = 0;
+  for (const [target, pool] of index.examples) {
+    const p = index.pools[pool];
+    if (p.length - (p.includes(target) ? 1 : 0) === 0) withoutReferences++;
+  }
+  return { examples: index.examples.length, users: index.users, withoutReferences };
+}
+
+const SPLIT_RANK: Record<string, number> = { test: 0, validation: 1, train: 2, none: 3 };
+
+/**
+ * A comparison imported twice (same user, ranking_id and pair of images: test and test_unique
+ * shards, or the same file given twice) is kept once. The copy in the most held-out split is kept
+ * (test, then validation, then train; the first file among equals), so a comparison that upstream
+ * put in two splits never reaches training. Rows without a ranking_id are never merged.
+ */
+function dropDuplicates(comparisons: StoredComparison[], compSplit: Array<SplitName | null>, tally: Tally, log: Logger): { comparisons: StoredComparison[]; compSplit: Array<SplitName | null> } {
+  const first = new Map<string, number>();
+  const dropped = new Map<number, number>();
+  const rank = (i: number) => SPLIT_RANK[compSplit[i] ?? 'none'];
+  comparisons.forEach((c, i) => {
+    if (c.rankingId === null) return;
+    const key = `${c.userId}\u0000${c.rankingId}\u0000${[c.image0, c.image1].sort().join('\u0000')}`;
+    const j = first.get(key);
+    if (j === undefined) return void first.set(key, i);
+    if (rank(i) < rank(j)) {
+      dropped.set(j, i);
+      first.set(key, i);
+    } else dropped.set(i, j);
+  });
+  if (!dropped.size) return { comparisons, compSplit };
+  const crossing = new Map<string, number>();
+  for (const [i, kept] of [...dropped.entries()].sort((a, b) => a[0] - b[0])) {
+    const c = comparisons[i];
+    const k = comparisons[kept];
+    const key = compSplit[i] ?? 'none';
+    tally.keep(key, -1);
+    const label = c.label0 !== k.label0 ? `; its label_0 ${c.label0} differs from the kept copy's ${k.label0}` : '';
+    tally.skip(key, 'duplicate', { where: c.source, rankingId: c.rankingId, userId: c.userId }, `same comparison as ${k.source} (${compSplit[kept] ?? 'no split'}), kept there${label}`);
+    if (compSplit[i] !== compSplit[kept]) crossing.set(`${compSplit[i]} -> ${compSplit[kept]}`, (crossing.get(`${compSplit[i]} -> ${compSplit[kept]}`) ?? 0) + 1);
+  }
+  log.warn(`import: ${dropped.size} comparison(s) imported more than once were kept once (counted as duplicate, listed in skipped.jsonl)${crossing.size ? `; across splits, kept in the held-out one: ${[...crossing.entries()].map(([k, n]) => `${n} ${k}`).join(', ')}` : ''}`);
+  const keep = comparisons.map((_, i) => !dropped.has(i));
+  return { comparisons: comparisons.filter((_, i) => keep[i]), compSplit: compSplit.filter((_, i) => keep[i]) };
 }
 
 function skipReason(r: PickapicRow): { reason: SkipReason; detail?: string } | null {
@@ -265,24 +505,27 @@ function skipReason(r: PickapicRow): { reason: SkipReason; detail?: string } | n
   return null;
 }
 
+/** Filters, validates and stores one batch of rows; returns how many comparisons it added. */
 async function importParquetRows(
   rows: PickapicRow[],
+  split: string,
   tally: Tally,
   gate: ImageGate,
   comparisons: StoredComparison[],
   keepTies: boolean,
   truth: Map<string, SynthpickTruth['comparisons'][number]> | null,
-): Promise<void> {
+): Promise<number> {
+  const before = comparisons.length;
   type Candidate = { row: PickapicRow; id0: string | null; id1: string | null };
   const candidates: Candidate[] = [];
   for (const row of rows) {
-    tally.read++;
+    tally.read(split);
     let why = skipReason(row);
     if (why?.reason === 'tie' && keepTies) {
       why = row.hasLabel === null || row.areDifferent === null || row.userId === null || row.prompt === null ? { reason: 'missing_value', detail: 'a tie with a null field' } : null;
     }
     if (why) {
-      tally.skip(why.reason, row.where, why.detail);
+      tally.skip(split, why.reason, row, why.detail);
       continue;
     }
     candidates.push({ row, id0: row.jpg0 ? imageId(row.jpg0) : null, id1: row.jpg1 ? imageId(row.jpg1) : null });
@@ -303,7 +546,7 @@ async function importParquetRows(
       }
     }
     if (problems.length) {
-      tally.skip('corrupt_image', row.where, problems.join('; '));
+      tally.skip(split, 'corrupt_image', row, problems.join('; '));
       continue;
     }
     gate.keep(id0!, row.jpg0!);
@@ -320,18 +563,19 @@ async function importParquetRows(
       p0: t?.p0 ?? null,
       populationPick0: t ? t.population_pick0 : null,
     });
-    tally.kept++;
+    tally.keep(split);
     if (row.label0 === 0.5) tally.ties++;
   }
+  return comparisons.length - before;
 }
 
-function splitOfPickle(file: string, fallback: SplitName | undefined): SplitName {
+/** The split a release pickle's name says (bench_train*, bench_val*, bench_test*), or null. */
+function splitOfPickleName(file: string): SplitName | null {
   const name = path.basename(file).toLowerCase();
   if (/(^|[_-])train([_-]|\.|$)/.test(name)) return 'train';
   if (/(^|[_-])val(idation)?([_-]|\.|$)/.test(name)) return 'validation';
   if (/(^|[_-])test([_-]|\.|$)/.test(name)) return 'test';
-  if (fallback) return fallback;
-  throw new PickapicFormatError(`${file}: cannot tell its split from the name (expected bench_train*/bench_val*/bench_test*); pass --split`);
+  return null;
 }
 
 /**
@@ -341,6 +585,7 @@ function splitOfPickle(file: string, fallback: SplitName | undefined): SplitName
  */
 async function importPickles(
   files: string[],
+  fileSplits: SplitName[],
   opts: ImportOptions,
   tally: Tally,
   gate: ImageGate,
@@ -355,8 +600,8 @@ async function importPickles(
     test: { pools: [], examples: [], users: new Set() },
   };
   const refIndex = new Map<string, number>();
-  for (const file of files) {
-    const split = splitOfPickle(file, opts.split);
+  for (const [fi, file] of files.entries()) {
+    const split = fileSplits[fi];
     const name = path.basename(file);
     const frame = await readPaperPickle(file);
     try {
@@ -376,15 +621,16 @@ async function importPickles(
         rows.forEach((r, k) => {
           const where = `${name}:${start + k}`;
           const ids = hashed[k];
-          tally.read++;
-          if (r.label0 === 0.5 && !opts.keepTies) return tally.skip('tie', where);
-          if (r.label0 !== 0 && r.label0 !== 1 && r.label0 !== 0.5) return tally.skip('bad_label', where, `label0 = ${r.label0}`);
-          if (r.userId === null || r.prompt === null) return tally.skip('missing_value', where, 'user_id or prompt is null');
+          const at = { where, userId: r.userId };
+          tally.read(split);
+          if (r.label0 === 0.5 && !opts.keepTies) return tally.skip(split, 'tie', at);
+          if (r.label0 !== 0 && r.label0 !== 1 && r.label0 !== 0.5) return tally.skip(split, 'bad_label', at, `label0 = ${r.label0}`);
+          if (r.userId === null || r.prompt === null) return tally.skip(split, 'missing_value', at, 'user_id or prompt is null');
           if (r.liked.length !== r.disliked.length || r.liked.length !== r.prompts.length) {
-            return tally.skip('bad_references', where, `reference_list has ${r.liked.length}, reference_list_bad ${r.disliked.length}, reference_prompt_list ${r.prompts.length} entries`);
+            return tally.skip(split, 'bad_references', at, `reference_list has ${r.liked.length}, reference_list_bad ${r.disliked.length}, reference_prompt_list ${r.prompts.length} entries`);
           }
           const bad = [ids.image0, ids.image1].filter((id) => !id || !gate.check(id).ok);
-          if (bad.length) return tally.skip('corrupt_image', where, `target image ${bad.map((b) => b?.slice(0, 12) ?? 'null').join(', ')} does not decode`);
+          if (bad.length) return tally.skip(split, 'corrupt_image', at, `target image ${bad.map((b) => b?.slice(0, 12) ?? 'null').join(', ')} does not decode`);
           const pool: number[] = [];
           let droppedRefs = 0;
           for (let j = 0; j < r.liked.length; j++) {
@@ -404,7 +650,7 @@ async function importPickles(
             }
             pool.push(idx);
           }
-          if (droppedRefs) log.warn(`row ${where}: ${droppedRefs} reference pair(s) with undecodable images left out`);
+          if (droppedRefs) log.warn(`row ${where} (user ${r.userId}): ${droppedRefs} reference pair(s) with undecodable images left out`);
           gate.keep(ids.image0!, r.image0!);
           gate.keep(ids.image1!, r.image1!);
           const target = comparisons.length;
@@ -413,7 +659,7 @@ async function importPickles(
           s.pools.push(pool);
           s.examples.push([target, s.pools.length - 1]);
           s.users.add(r.userId);
-          tally.kept++;
+          tally.keep(split);
           if (r.label0 === 0.5) tally.ties++;
         });
         report.addBytes(bytes);
@@ -422,7 +668,7 @@ async function importPickles(
     } finally {
       frame.close();
     }
-    log.info(`import: ${name} done`, { split, rows: frame.length, rowsKept: tally.kept });
+    log.info(`import: ${name} done`, { split, rows: frame.length, rowsKept: tally.rowsKept });
   }
   const make = (split: SplitName): SplitIndex => ({
     format: FORMAT_NAME,

@@ -126,6 +126,9 @@ export interface ParquetBatch {
   readonly rowGroups: number;
   /** Bytes read from the file so far. */
   readonly bytesRead: number;
+  /** With `skipBadRowGroups`: rows [rowStart, rowEnd) of this row group could not be read and were
+   *  left out (then `rows` is empty); the reader goes on with the next row group. */
+  readonly lost?: { rowStart: number; rowEnd: number; error: string };
 }
 
 export interface PickapicShard {
@@ -133,8 +136,11 @@ export interface PickapicShard {
   readonly rows: number;
   readonly rowGroups: number;
   readonly byteLength: number;
-  /** Streams the rows in file order, `batchRows` at most per batch where the file allows it. */
-  batches(batchRows?: number): AsyncGenerator<ParquetBatch>;
+  /** Streams the rows in file order, `batchRows` at most per batch where the file allows it. A
+   *  row group that cannot be read throws a PickapicFormatError naming the file, the rows and the
+   *  row group; with `skipBadRowGroups` it yields a `lost` batch for the rest of that row group
+   *  instead and goes on. */
+  batches(batchRows?: number, opts?: { skipBadRowGroups?: boolean }): AsyncGenerator<ParquetBatch>;
   close(): Promise<void>;
 }
 
@@ -152,7 +158,7 @@ export async function openPickapicShard(path: string): Promise<PickapicShard> {
   }
   const starts = rowGroupStarts(metadata);
   const name = path.split(/[\\/]/).pop() ?? path;
-  async function* batches(batchRows = 256): AsyncGenerator<ParquetBatch> {
+  async function* batches(batchRows = 256, opts: { skipBadRowGroups?: boolean } = {}): AsyncGenerator<ParquetBatch> {
     for (let g = 0; g < metadata.row_groups.length; g++) {
       const groupRows = Number(metadata.row_groups[g].num_rows);
       // Without offset indexes a row range still costs the whole column chunk: read the group once.
@@ -164,9 +170,15 @@ export async function openPickapicShard(path: string): Promise<PickapicShard> {
         let objects: Array<Record<string, unknown>>;
         try {
           objects = await readRows(file, metadata, columns, rowStart, rowEnd, paged);
+          if (objects.length !== rowEnd - rowStart) throw new Error(`${objects.length} rows decoded, ${rowEnd - rowStart} expected`);
         } catch (err) {
-          if (err instanceof PickapicFormatError) throw err;
-          throw new PickapicFormatError(`${path}: rows ${rowStart}-${rowEnd - 1} (row group ${g}) unreadable: ${(err as Error).message}`);
+          const message = err instanceof PickapicFormatError ? err.message.replace(`${path}: `, '') : (err as Error).message;
+          if (!opts.skipBadRowGroups) {
+            throw new PickapicFormatError(`${path}: rows ${rowStart}-${rowEnd - 1} (row group ${g}) unreadable: ${message} (--skip-bad-row-groups skips such a row group and counts its rows)`);
+          }
+          // The rest of this row group is lost; earlier batches of it were already good.
+          yield { rows: [], rowGroup: g, rowGroups: metadata.row_groups.length, bytesRead: file.bytesRead(), lost: { rowStart, rowEnd: starts[g] + groupRows, error: message } };
+          break;
         }
         const rows = objects.map((o, i): PickapicRow => ({
           where: `${name}:${rowStart + i}`,

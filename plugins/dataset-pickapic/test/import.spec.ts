@@ -18,7 +18,8 @@ describe.each(['pickapic_pyarrow.parquet', 'pickapic_duckdb.parquet'])('import %
   const log = memoryLogger();
   let result: Awaited<ReturnType<typeof importDataset>>;
   beforeAll(async () => {
-    result = await importDataset({ from: [fixture(file)], out, logger: log, seed: 3 });
+    // The fixture's name says no split: re-split it.
+    result = await importDataset({ from: [fixture(file)], out, logger: log, seed: 3, splitProtocol: 'by-comparison' });
   });
 
   it('reconciles: rows read = rows kept + each skip reason, as computed by pandas + PIL', () => {
@@ -48,12 +49,15 @@ describe.each(['pickapic_pyarrow.parquet', 'pickapic_duckdb.parquet'])('import %
     }
   });
 
-  it('names each skipped row and why in skipped.jsonl, and warns about corrupt images by row', () => {
+  it('names each skipped row (file:row, ranking_id, user) and why in skipped.jsonl, and warns about corrupt images by row', () => {
     const lines = fs.readFileSync(path.join(out, 'skipped.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const byRow = expected.rows.map((r, i) => ({ where: `${file}:${i}`, reason: r.skip })).filter((r) => r.reason);
-    expect(lines.map((l) => ({ where: l.where, reason: l.reason }))).toEqual(byRow);
+    const byRow = expected.rows
+      .map((r, i) => ({ where: `${file}:${i}`, ranking_id: String(r.ranking_id), user_id: r.user_id, reason: r.skip }))
+      .filter((r) => r.reason);
+    expect(lines.map((l) => ({ where: l.where, ranking_id: l.ranking_id, user_id: l.user_id, reason: l.reason }))).toEqual(byRow);
     const warns = log.records.filter((r) => r.level === 'warn').map((r) => r.message);
-    expect(warns).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`skipped row ${file.replace('.', '\\.')}:10: corrupt_image \\(jpg_1 \\(image [0-9a-f]{12}\\) does not decode`)), expect.stringMatching(new RegExp(`${file.replace('.', '\\.')}:11: corrupt_image \\(jpg_0`))]));
+    const at = (i: number) => `${file.replace('.', '\\.')}:${i} \\(ranking_id ${expected.rows[i].ranking_id}, user ${expected.rows[i].user_id}\\)`;
+    expect(warns).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`skipped row ${at(10)}: corrupt_image \\(jpg_1 \\(image [0-9a-f]{12}\\) does not decode`)), expect.stringMatching(new RegExp(`${at(11)}: corrupt_image \\(jpg_0`))]));
   });
 
   it('stores decodable pixels: each image resized (stretched) to the asked size, colours as PIL decoded them', async () => {
@@ -80,7 +84,7 @@ describe.each(['pickapic_pyarrow.parquet', 'pickapic_duckdb.parquet'])('import %
 describe('ties', () => {
   it('--keep-ties keeps them as evaluation-only targets; tiePolicy decides whether evaluation sees them', async () => {
     const out = tmpDir('ties');
-    const r = await importDataset({ from: [fixture('pickapic_pyarrow.parquet')], out, logger: memoryLogger(), keepTies: true, validationFraction: 0.3, testFraction: 0.3 });
+    const r = await importDataset({ from: [fixture('pickapic_pyarrow.parquet')], out, logger: memoryLogger(), keepTies: true, splitProtocol: 'by-comparison', validationFraction: 0.3, testFraction: 0.3 });
     expect(r.reconciliation.skipped.tie).toBe(0);
     expect(r.reconciliation.kept).toBe(expected.reconciliation.kept + expected.ties.length);
     expect(r.manifest.comparisons.ties).toBe(1);
@@ -121,7 +125,7 @@ describe('bad input files stop the import before any work, with the file named',
     ['bad_truncated.parquet', /footer missing/],
   ])('%s', async (name, message) => {
     const out = tmpDir('badimport');
-    await expect(importDataset({ from: [fixture('pickapic_pyarrow.parquet'), fixture(name)], out, logger: memoryLogger() })).rejects.toThrow(message);
+    await expect(importDataset({ from: [fixture('pickapic_pyarrow.parquet'), fixture(name)], out, split: 'train', logger: memoryLogger() })).rejects.toThrow(message);
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false);
   });
 });
