@@ -7,8 +7,8 @@
  * Variable resolution (modeling_idefics2.py, Idefics2VisionEmbeddings): a patch is real when all
  * its pixels are real; each image's real patch grid (rows h, columns w) is spread over the full
  * position grid by bucketing the fractional coordinates i/h into numPatchesPerSide buckets. The
- * float32 arithmetic of torch (step 1/h in float32, boundaries from arange in double rounded to
- * float32, clamp at 1 - 1e-6, bucketize right=True) is reproduced exactly so the ids match.
+ * float32 arithmetic of torch is reproduced exactly so the ids match (see positionBoundaries and
+ * bucketPosition; tested against a table made by transformers for every grid up to 128).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Idefics2Config } from './config';
@@ -25,23 +25,65 @@ export interface VisionOutput {
   readonly patchValid: Uint8Array;
 }
 
-/** Bucket index of grid coordinate i of `count` real patches in a `perSide` grid (torch semantics). */
+/** Vector width of torch's float32 arange kernel on x86 CPUs: Vectorized<float> of its AVX2 build
+ *  (8 lanes; arange has no AVX512 variant, so AVX512 machines run the AVX2 kernel too). */
+const ARANGE_LANES = 8;
+
+const boundaryCache = new Map<number, Float32Array>();
+
+/**
+ * `torch.arange(1/P, 1.0, 1/P)` in float32 exactly as CPU torch computes it (aten arange_out +
+ * cpu/RangeFactoriesKernel.cpp): the length is ceil((1 - 1/P) / (1/P)) in double; start and step
+ * are doubles (the CPU accumulate type of float); the kernel (cpu_serial_kernel_vec) fills whole
+ * blocks of 2 x 8 elements with Vectorized<float>::arange(base, step), where base =
+ * float(start + step * j) at the block's first index j and lane l is float(double(base) + l * step),
+ * and the remaining tail element by element as float(start + step * k). So an element inside a
+ * block is rounded twice, which is why e.g. P = 19, k = 11 gives 0.63157898, not float(12/19) =
+ * 0.63157892.
+ */
+export function positionBoundaries(perSide: number): Float32Array {
+  let b = boundaryCache.get(perSide);
+  if (b) return b;
+  const f = Math.fround;
+  const step = 1 / perSide;
+  const n = Math.max(0, Math.ceil((1.0 - step) / step));
+  const vectorized = Math.floor(n / (2 * ARANGE_LANES)) * 2 * ARANGE_LANES;
+  b = new Float32Array(n);
+  for (let k = 0; k < n; k++) {
+    if (k < vectorized) {
+      const j = k - (k % ARANGE_LANES);
+      const base = f(step + step * j);
+      b[k] = base + (k - j) * step;
+    } else {
+      b[k] = step + step * k;
+    }
+  }
+  boundaryCache.set(perSide, b);
+  return b;
+}
+
+/**
+ * Bucket index of grid coordinate i of `count` real patches in a `perSide` grid, as transformers'
+ * Idefics2VisionEmbeddings computes it on CPU float32: step = 1.0 / count (int64 reciprocal to
+ * float32), coord = float(i) * step in float32, clamped at float(1 - 1e-6), then
+ * torch.bucketize(coord, positionBoundaries(perSide), right=True) = the number of boundaries <= coord.
+ */
 export function bucketPosition(i: number, count: number, perSide: number): number {
   const f = Math.fround;
   const step = f(1 / count);
   let coord = f(i * step);
   const maxCoord = f(1 - 1e-6);
   if (coord > maxCoord) coord = maxCoord;
-  // boundaries = torch.arange(1/N, 1.0, 1/N): value k is (1/N) + k*(1/N) computed in double,
-  // stored as float32; bucketize(right=True) counts boundaries <= coord.
-  const start = 1 / perSide;
-  const len = Math.ceil((1.0 - start) / start);
-  let bucket = 0;
-  for (let k = 0; k < len; k++) {
-    if (f(start + k * start) <= coord) bucket = k + 1;
-    else break;
+  const b = positionBoundaries(perSide);
+  // upper bound: first index whose boundary is > coord
+  let lo = 0;
+  let hi = b.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (b[mid] <= coord) lo = mid + 1;
+    else hi = mid;
   }
-  return bucket;
+  return lo;
 }
 
 /**
