@@ -63,6 +63,9 @@ export interface SuiteReport {
   curve: Array<{ referencePairs: number; accuracy: number; ci95: [number, number] }>;
   /** Paired differences (SuiteOptions.paired). */
   paired: PairedResult[];
+  /** Rows that were asked for but could not be computed, and why (e.g. bayes-optimal on data
+   *  without hidden utilities): a report never drops a row without saying so. */
+  leftOut: Array<{ label: string; reason: string }>;
   createdAt: string;
 }
 
@@ -129,6 +132,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
 
   const examples: PreferenceExample[] = [];
   if (o.baselines.some((b) => b !== 'bayes-optimal')) for (let i = 0; i < total; i++) examples.push(await split.get(i));
+  const leftOut: SuiteReport['leftOut'] = [];
   for (const b of o.baselines) {
     if (b === 'random') {
       const rng = Rng.stream(o.seed, 'random-baseline');
@@ -146,6 +150,11 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     } else if (b === 'bayes-optimal') {
       const st = c.dataset.stats(o.split);
       if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
+      else {
+        const reason = `the ${o.split} split's comparisons carry no hidden utilities (the true preference probabilities that only synthetic data such as synthpick records), so there is no Bayes-optimal accuracy`;
+        leftOut.push({ label: 'bayes-optimal', reason });
+        c.logger.warn(`bayes-optimal baseline left out: ${reason}`);
+      }
     }
   }
   const paired: PairedResult[] = [];
@@ -158,7 +167,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     }
     paired.push({ a, b, ...pairedAccuracy(sa, sb, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed }) });
   }
-  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, paired, createdAt: new Date().toISOString() };
+  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, paired, leftOut, createdAt: new Date().toISOString() };
 }
 
 /** The [a, b] label pairs to compare, checked before anything is scored. */
