@@ -11,7 +11,6 @@ import { tmpdir } from 'os';
 import { EVAL_FLAGS, parseRun, requireParts, setupRun } from '@userpref/cli';
 import type { Idefics2Backbone } from '@userpref/backbone-idefics2';
 import type { PreferenceExample, SplitName } from '@userpref/core';
-import { Idefics2AttentionProbe } from '@userpref/mining';
 
 async function main(argv: string[]): Promise<void> {
   const take = (flag: string, def: string): string => {
@@ -30,7 +29,7 @@ async function main(argv: string[]): Promise<void> {
   const parts = requireParts(assembly, ['backbone', 'dataset', 'tokens'], 'prefix-attention');
   parts.tokens.build(parts.backbone.textHiddenSize);
   await parts.tokens.load(tokensDir);
-  const probe = await Idefics2AttentionProbe.create(parts.backbone as Idefics2Backbone);
+  const probe = await (parts.backbone as Idefics2Backbone).attentionProbe();
   const split = parts.dataset.split(splitName);
   const examples: PreferenceExample[] = [];
   for (let i = 0; i < Math.min(n, split.size); i++) examples.push(await split.get(i));

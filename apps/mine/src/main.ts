@@ -9,6 +9,7 @@
 import * as path from 'path';
 import { ConfigError, describeOptions, validateOptions, type SplitName } from '@userpref/core';
 import { EVAL_FLAGS, parseRun, requireParts, runMain, setupRun } from '@userpref/cli';
+import { clustersFromTruth } from '@userpref/dataset-pickapic';
 import { MINING_SCHEMA, runMining, type MiningOptions } from '@userpref/mining';
 
 type Kind = 'int' | 'string' | 'list' | 'path';
@@ -104,7 +105,8 @@ runMain(async () => {
     {
       ...options,
       tokensPath: resolvedTokens,
-      truthFile: (truth as string | undefined) ?? null,
+      // A truth sidecar is read through the dataset plugin that defines its format; without one, mining asks the dataset.
+      groups: truth ? await clustersFromTruth(truth as string) : null,
       outDir: runDir,
       run: { checkpoint: (config.plugins.backbone?.options as { path?: string } | undefined)?.path, adapter: (config.plugins.backbone?.options as { adapterPath?: string } | undefined)?.adapterPath ?? null },
     },

@@ -36,6 +36,7 @@ import { runAfterPrefix, runPrefix, type PrefixKv } from './model/prefix-kv';
 import { rowContext, textForwardPacked } from './model/text';
 import { VisionCache, type VisionCacheStats, type VisionEntry } from './model/vision-cache';
 import { Idefics2Processor } from './processor';
+import { Idefics2AttentionProbe } from './probe/probe';
 import { processImage } from './processor/image';
 
 export interface Idefics2BackboneOptions {
@@ -645,6 +646,14 @@ export class Idefics2Backbone implements Backbone {
       for (let j = 0; j < dv; j++) out[i * dv + j] = acc[j] / n;
     }
     return tf.tensor2d(out, [images.length, dv]);
+  }
+
+  /**
+   * The AttentionProbeProvider capability (core contracts/attention.ts): the target image's
+   * attention to the preference tokens, read from this model as it is now (for similar-user mining).
+   */
+  attentionProbe(): Promise<Idefics2AttentionProbe> {
+    return Idefics2AttentionProbe.create(this);
   }
 
   adapterVariables(): tf.Variable[] {

@@ -2,7 +2,8 @@
  * @userpref/backbone-idefics2: the paper's backbone, IDEFICS2 (SigLIP vision tower -> SwiGLU
  * projection + perceiver resampler -> Mistral), loaded from a Hugging Face checkpoint directory
  * (e.g. a local download of HuggingFaceM4/idefics2-8b, or a random one written by writeIdefics2Checkpoint / tools/src/checkpoint/cli.ts),
- * with PEFT-compatible LoRA, as the 'idefics2' Backbone contribution.
+ * with PEFT-compatible LoRA, as the 'idefics2' Backbone contribution. It also offers the optional
+ * attention-probe capability (Idefics2AttentionProbe) that similar-user mining reads.
  */
 import { ContainerModule, inject, injectable, named } from 'inversify';
 import { Backbone, Logger, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
@@ -28,6 +29,10 @@ export { LoraAdapter, LoraAdapterError, parseAdapterConfig, ADAPTER_CONFIG, ADAP
 export { LoraModule, PAPER_LORA, PAPER_TARGET_MODULES, targetMatcher, loraScale } from './lora/lora';
 export type { LoraSettings, LoraInit } from './lora/lora';
 export { Idefics2Processor } from './processor';
+export { Idefics2AttentionProbe } from './probe/probe';
+export type { ProbeForward } from './probe/probe';
+export { targetToPrefixAttention } from './probe/attention';
+export type { TargetRows } from './probe/attention';
 export { writeIdefics2Checkpoint, countParameters, presetConfig, PRESETS, buildTokenizer, IDEFICS2_CHAT_TEMPLATE } from './checkpoint';
 export type { PresetName, WeightDtype, Idefics2Sizes, WriteCheckpointOptions, WrittenCheckpoint } from './checkpoint';
 

@@ -10,8 +10,9 @@
  * disliked-first (SPEC §2).
  */
 import * as path from 'path';
-import type { Logger, PreferenceDataset, PreferenceExample, PreferenceImage, PreferenceSplit, ReferencePair, RgbImage, SplitName, SplitStats } from '@userpref/core';
+import type { Logger, PreferenceDataset, PreferenceExample, PreferenceImage, PreferenceSplit, ReferencePair, RgbImage, SplitName, SplitStats, UserGroups, UserGroupsProvider } from '@userpref/core';
 import { Rng } from '@userpref/core';
+import { clustersFromProcessed } from './clusters';
 import { decodeRgb } from './images';
 import { ProcessedStore, SPLITS, dislikedOf, likedOf, type SplitIndex, type StoredComparison } from './store';
 
@@ -154,7 +155,7 @@ class PickapicSplit implements PreferenceSplit {
   }
 }
 
-export class PickapicDataset implements PreferenceDataset {
+export class PickapicDataset implements PreferenceDataset, UserGroupsProvider {
   private store: ProcessedStore | null = null;
   private readonly splits = new Map<SplitName, PickapicSplit>();
   private readonly statsBySplit = new Map<SplitName, PickapicSplitStats>();
@@ -240,6 +241,11 @@ export class PickapicDataset implements PreferenceDataset {
     const s = this.statsBySplit.get(name);
     if (!s) throw new Error(this.store ? `dataset pickapic has no split '${name}'` : 'dataset pickapic: call init() before stats()');
     return s;
+  }
+
+  /** The synthetic users' hidden taste clusters recorded in the manifest (UserGroupsProvider); null for real data. */
+  knownUserGroups(): Promise<UserGroups | null> {
+    return clustersFromProcessed(this.directory);
   }
 
   /** The comparisons table (read-only), e.g. to check splits. */

@@ -15,3 +15,4 @@ export { generateSynthpick, simulateSynthpick, synthpickParams, renderImage, Syn
 export type { SynthpickParams, SynthpickPreset, SynthpickSummary, SynthpickTruth, GenerateOptions, GenerateResult } from './synthpick';
 export { PickapicFormatError } from './parquet-io';
 export { imageId, decodeRgb } from './images';
+export { clustersFromProcessed, clustersFromTruth } from './clusters';

@@ -1,7 +1,8 @@
 /**
- * Attention maps of the IDEFICS2 backbone with preference tokens prepended, built on the
- * backbone's public API only (Idefics2Backbone.idefics2: embed / textForward with
- * outputAttentions; its own Idefics2Processor for the SPEC §2 sequence).
+ * The AttentionProbe of the IDEFICS2 backbone (core contract, contracts/attention.ts; offered
+ * through Idefics2Backbone.attentionProbe()), built on the backbone's public API only
+ * (Idefics2Backbone.idefics2: embed / textForward with outputAttentions; its own
+ * Idefics2Processor for the SPEC §2 sequence).
  *
  * Why not Backbone.pairLogits: the contract returns logits only. The probe rebuilds exactly what
  * pairLogits feeds the text model for the liked-target sequence (same tokens, same image features
@@ -14,28 +15,11 @@
  * (`layersPerPass`), at the cost of one forward per pass.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { PreferenceExample, PreferenceImage, PrefixProvider } from '@userpref/core';
-import { EVAL, Idefics2Processor, historyLength, type Idefics2Backbone } from '@userpref/backbone-idefics2';
+import type { AttentionProbe, AttentionSelection, PreferenceExample, PreferenceImage, PrefixProvider } from '@userpref/core';
+import { historyLength, type Idefics2Backbone } from '../backbone';
+import { EVAL } from '../model/linear';
+import { Idefics2Processor } from '../processor';
 import { targetToPrefixAttention, type TargetRows } from './attention';
-
-/** What the miner needs from a model: per example, per selected layer, attention target -> prefix. */
-export interface AttentionProbe {
-  readonly numLayers: number;
-  readonly numHeads: number;
-  /**
-   * For each example (its target image is `target.image0`), for each layer of `layers` in order:
-   * the [prefix length] mean over `heads` (null = all) and over the target image's `<image>` rows
-   * of the attention to the preference tokens.
-   */
-  preferenceAttention(examples: readonly PreferenceExample[], prefix: PrefixProvider, selection: AttentionSelection): Promise<Float32Array[][]>;
-}
-
-export interface AttentionSelection {
-  readonly layers: readonly number[];
-  readonly heads: readonly number[] | null;
-  /** Layers whose maps are kept per forward pass (0 = all selected layers in one pass). */
-  readonly layersPerPass?: number;
-}
 
 /** One forward's outputs; the caller disposes it. */
 export interface ProbeForward {

@@ -1,5 +1,5 @@
 /**
- * The tiny world the mining tests run in: the `tiny` random IDEFICS2 checkpoint and the `tiny`
+ * The tiny world the mine app's tests run in: the `tiny` random IDEFICS2 checkpoint and the `tiny`
  * synthpick set (12 users in 3 hidden taste clusters) imported into the processed format, all in
  * one temporary directory.
  */
@@ -18,7 +18,7 @@ export interface TinyWorld {
 }
 
 export async function tinyWorld(label: string): Promise<TinyWorld> {
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), `userpref-mining-${label}-`));
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), `userpref-mine-${label}-`));
   const checkpoint = path.join(root, 'idefics2-tiny');
   await writeIdefics2Checkpoint({ preset: 'tiny', outDir: checkpoint, seed: 0 });
   const raw = path.join(root, 'raw');

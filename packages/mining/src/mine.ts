@@ -10,10 +10,9 @@
  * disliked-first, the evaluation convention of SPEC §2), permuted per re-ordering, then the target
  * turn with the fixed target image and that image's own prompt.
  */
-import { Rng, type Logger, type PreferenceExample, type PreferenceImage, type PreferenceSplit, type PrefixProvider } from '@userpref/core';
-import { resolveHeads, resolveLayers } from './attention';
+import { Rng, type AttentionProbe, type Logger, type PreferenceExample, type PreferenceImage, type PreferenceSplit, type PrefixProvider } from '@userpref/core';
 import { MINING_DEFAULTS, type MiningOptions } from './options';
-import type { AttentionProbe } from './probe';
+import { resolveHeads, resolveLayers } from './selection';
 import { clusterPurity, nearestNeighbours, similarityMatrix, type Neighbour, type PurityResult, type SimilarityKind, type SimilarityMatrix } from './similarity';
 
 export interface MinedUser {

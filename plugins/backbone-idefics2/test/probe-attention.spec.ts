@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
-import { resolveHeads, resolveLayers, targetToPrefixAttention } from '../src/attention';
+import { targetToPrefixAttention } from '../src/probe/attention';
 
 beforeAll(async () => {
   await initRuntime({ device: 'cpu' });
@@ -54,17 +54,5 @@ describe('targetToPrefixAttention', () => {
     expect(() => targetToPrefixAttention(probs, [{ batchIndex: 2, queryStart: 4, queryCount: 1 }], 3)).toThrow(/outside the batch/);
     expect(() => targetToPrefixAttention(probs, [{ batchIndex: 0, queryStart: 4, queryCount: 1 }], 3, [3])).toThrow(/head 3 is outside/);
     probs.dispose();
-  });
-});
-
-describe('layer and head selection', () => {
-  it('resolves all, lists and negative layer indices; rejects out-of-range and repeats', () => {
-    expect(resolveLayers('all', 3)).toEqual([0, 1, 2]);
-    expect(resolveLayers([-1, 0], 3)).toEqual([2, 0]);
-    expect(() => resolveLayers([3], 3)).toThrow(/outside the text model's 3 layers/);
-    expect(() => resolveLayers([1, -2], 3)).toThrow(/twice/);
-    expect(resolveHeads('all', 4)).toBeNull();
-    expect(resolveHeads([1, 3], 4)).toEqual([1, 3]);
-    expect(() => resolveHeads([4], 4)).toThrow(/outside/);
   });
 });

@@ -1,39 +1,38 @@
 /**
- * Mining on the tiny checkpoint + tiny synthpick: the probe feeds the text model what pairLogits
- * feeds it (same logits), the vector is read from the target-image rows over the preference-token
- * columns of the real attention maps (checked by hand from the raw maps), vectors are
- * deterministic and of the right shape, and a run writes its files with purity and the exact
- * random baseline recomputed here from the truth sidecar.
+ * Mining on the tiny checkpoint + tiny synthpick, with the real plugins (which packages/mining may
+ * not depend on): the backbone's attention probe gives deterministic vectors of the right shape,
+ * a run writes its files with purity and the exact random baseline recomputed here from the truth
+ * sidecar, and the mine app (flags -> config -> assembly -> runMining) runs end to end.
  */
 import { spawnSync } from 'child_process';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { memoryLogger, type PreferenceExample } from '@userpref/core';
+import { memoryLogger, type AttentionProbe } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone } from '@userpref/backbone-idefics2';
-import { PickapicDataset, type SynthpickTruth } from '@userpref/dataset-pickapic';
+import { PickapicDataset, clustersFromTruth, type SynthpickTruth } from '@userpref/dataset-pickapic';
 import { PromptTokens } from '@userpref/preference-tokens';
-import { Idefics2AttentionProbe, clustersFromProcessed, clustersFromTruth, findTarget, mineSimilarUsers, reorderedExample, runMining } from '../src';
+import { findTarget, mineSimilarUsers, runMining } from '@userpref/mining';
 import { removeWorld, tinyWorld, type TinyWorld } from './world';
 
 let world: TinyWorld;
 let backbone: Idefics2Backbone;
 let dataset: PickapicDataset;
-let probe: Idefics2AttentionProbe;
+let probe: AttentionProbe;
 let tokens: PromptTokens;
 
 beforeAll(async () => {
   await initRuntime({ device: 'cpu' });
-  world = await tinyWorld('probe');
+  world = await tinyWorld('mine');
   const run = { seed: 5, baseDir: world.root };
   backbone = new Idefics2Backbone({ path: 'idefics2-tiny' }, run);
   await backbone.init();
-  // A non-zero LoRA, so the probe must go through the adapted connector / text model like pairLogits.
+  // A non-zero LoRA, as after stage 1.
   for (const [i, v] of backbone.adapterVariables().entries()) if (i % 2 === 1) v.assign(tf.mul(tf.randomNormal(v.shape, 0, 1, 'float32', i + 1), 0.05) as tf.Tensor2D);
   dataset = new PickapicDataset({ path: 'processed', refPairNum: 3, tooFewReferences: 'skip', redrawReferencesEachEpoch: false, imageSize: 32, tiePolicy: 'drop' }, run);
   await dataset.init();
-  probe = await Idefics2AttentionProbe.create(backbone);
+  probe = await backbone.attentionProbe();
   tokens = new PromptTokens({ length: 4 }, 11);
   tokens.build(backbone.textHiddenSize);
 });
@@ -45,74 +44,10 @@ afterAll(async () => {
   await removeWorld(world);
 });
 
-async function twoUserBatch(): Promise<PreferenceExample[]> {
-  const split = dataset.split('test');
-  const { image, target } = await findTarget(split, null);
-  const a = await split.get(0);
-  let b = a;
-  for (let i = 1; i < split.size && b.userId === a.userId; i++) b = await split.get(i);
-  // Different prompts make different lengths: the batch is right padded.
-  return [reorderedExample(a, { image, prompt: target.prompt }, 1, 0), reorderedExample(b, { image, prompt: target.prompt }, 1, 0)];
-}
-
-describe('Idefics2AttentionProbe', () => {
-  it('feeds the text model what pairLogits does: same logits for the (padded) liked-target sequences', async () => {
-    const batch = await twoUserBatch();
-    const lengths = batch.map((ex) => probe.processor.encodeExample(ex).inputIds.length);
-    expect(lengths[0]).not.toBe(lengths[1]); // one of the two rows is right padded
-    const fwd = await probe.forward(batch, tokens, [0]);
-    backbone.setPrefixProvider(tokens);
-    const prepared = await backbone.prepare(batch);
-    const pair = backbone.pairLogits(prepared, { training: false });
-    backbone.setPrefixProvider(null);
-    const want = pair.liked.arraySync();
-    const got = fwd.logits.arraySync();
-    for (let b = 0; b < 2; b++) for (let j = 0; j < want[b].length; j++) expect(Math.abs(got[b][j] - want[b][j])).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[b][j])));
-    tf.dispose([pair.liked, pair.disliked]);
-    prepared.dispose();
-    fwd.dispose();
-  });
-
-  it('reads the target-image rows over the preference-token columns (checked by hand on the raw maps)', async () => {
-    const batch = await twoUserBatch();
-    const layers = [0, 1];
-    const fwd = await probe.forward(batch, tokens, layers);
-    const P = tokens.length;
-    expect(fwd.prefixLength).toBe(P);
-    const imageId = backbone.idefics2.config.imageTokenId;
-    const latents = probe.processor.imageSeqLen;
-    const vectors = await probe.preferenceAttention(batch, tokens, { layers, heads: null });
-    const headSel = await probe.preferenceAttention(batch, tokens, { layers: [1], heads: [2], layersPerPass: 1 });
-    for (let b = 0; b < 2; b++) {
-      const enc = probe.processor.encodeExample(batch[b]);
-      const slots = enc.imageSlots;
-      // The rows are the LAST image run (the target), shifted by the prefix.
-      expect(fwd.rows[b].queryStart).toBe(P + slots[slots.length - 1].start);
-      expect(fwd.rows[b].queryCount).toBe(latents);
-      for (let q = 0; q < latents; q++) expect(enc.inputIds[slots[slots.length - 1].start + q]).toBe(imageId);
-      for (const l of layers) {
-        const maps = fwd.attentions[l]!.arraySync()[b]; // [H][T][T]
-        const H = maps.length;
-        const rows = Array.from({ length: latents }, (_, q) => fwd.rows[b].queryStart + q);
-        const hand = Array.from({ length: P }, (_, p) => maps.reduce((s, head) => s + rows.reduce((t, q) => t + head[q][p], 0), 0) / (H * latents));
-        const got = Array.from(vectors[b][layers.indexOf(l)]);
-        hand.forEach((v, p) => expect(got[p]).toBeCloseTo(v, 6));
-        if (l === 1) {
-          const h2 = Array.from({ length: P }, (_, p) => rows.reduce((t, q) => t + maps[2][q][p], 0) / latents);
-          h2.forEach((v, p) => expect(headSel[b][0][p]).toBeCloseTo(v, 6));
-        }
-        // The other direction is empty by causality: preference-token rows never see the target image.
-        for (const head of maps) for (let p = 0; p < P; p++) for (const q of rows) expect(head[p][q]).toBe(0);
-        // And the signal is not trivial: the target attends to the tokens.
-        expect(hand.reduce((s, x) => s + x, 0)).toBeGreaterThan(0);
-      }
-    }
-    fwd.dispose();
-  });
-
+describe('mineSimilarUsers on the IDEFICS2 probe', () => {
   it('gives deterministic vectors of the right shape (tokens, or tokens x layers)', async () => {
     const split = dataset.split('test');
-    const clusters = (await clustersFromProcessed(dataset.directory))!.clusters;
+    const clusters = (await dataset.knownUserGroups())!.groups;
     const opts = { users: 4, orders: 2, k: 2 } as const;
     const a = await mineSimilarUsers({ probe, split, prefix: tokens, clusters }, opts);
     const b = await mineSimilarUsers({ probe, split, prefix: tokens, clusters }, opts);
@@ -143,7 +78,7 @@ describe('runMining', () => {
     await tokens.save(tokensDir);
     const fresh = new PromptTokens({ length: 4 }, 999);
     const out = path.join(world.root, 'runs', 'mine');
-    const { result, files } = await runMining({ backbone, dataset, tokens: fresh, logger: memoryLogger() }, { tokensPath: tokensDir, outDir: out, orders: 2, k: 3, truthFile: world.truthFile });
+    const { result, files, groups } = await runMining({ backbone, dataset, tokens: fresh, logger: memoryLogger() }, { tokensPath: tokensDir, outDir: out, orders: 2, k: 3, groups: await clustersFromTruth(world.truthFile) });
     fresh.dispose();
 
     const truth = JSON.parse(await fs.readFile(world.truthFile, 'utf8')) as SynthpickTruth;
@@ -170,10 +105,8 @@ describe('runMining', () => {
     expect(json.settings.orders).toBe(2);
     expect(json.target.imageId).toMatch(/^[0-9a-f]{64}$/);
 
-    // the truth file and the processed manifest agree on the clusters
-    const fromManifest = (await clustersFromProcessed(dataset.directory))!.clusters;
-    const fromTruth = (await clustersFromTruth(world.truthFile)).clusters;
-    expect([...fromManifest.entries()].sort()).toEqual([...fromTruth.entries()].sort());
+    expect(groups?.source).toBe(world.truthFile);
+    expect(json.clusters).toBe(world.truthFile);
 
     const csv = (await fs.readFile(files.users, 'utf8')).trim().split('\n');
     expect(csv).toHaveLength(N + 1);
@@ -185,6 +118,18 @@ describe('runMining', () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const meta = await (require('sharp') as typeof import('sharp'))(png).metadata();
     expect(meta.width).toBeGreaterThan(600);
+  });
+
+  it("without given groups, measures purity against the dataset's own (the manifest's synthpick clusters)", async () => {
+    const tokensDir = path.join(world.root, 'tokens-default');
+    await tokens.save(tokensDir);
+    const fresh = new PromptTokens({ length: 4 }, 999);
+    const { result, groups } = await runMining({ backbone, dataset, tokens: fresh, logger: memoryLogger() }, { tokensPath: tokensDir, outDir: path.join(world.root, 'runs', 'mine-default'), users: 4, orders: 1, k: 2, layers: [-1] });
+    fresh.dispose();
+    expect(groups?.source).toMatch(/manifest\.json \(synthetic\.userClusters\)$/);
+    expect(result.purity?.counted).toBe(4);
+    const truth = await clustersFromTruth(world.truthFile);
+    for (const u of result.users) expect(u.cluster).toBe(truth.groups.get(u.userId));
   });
 
   it('the mine app (flags -> config -> assembly -> runMining) writes its files under <out>/<exp_name>', async () => {
