@@ -11,12 +11,13 @@ runMain(async () => {
   const e = config.eval;
   if (!e) throw new Error("the run config has no 'eval' section");
   const { assembly, logger, runDir } = await setupRun('eval', config);
-  const parts = requireParts(assembly, ['backbone', 'dataset'], 'eval');
+  // Scorer rows (plugins.scorers) need no backbone; model rows do, and the suite says so.
+  const parts = requireParts(assembly, ['dataset'], 'eval');
   const refPairNum = Number((config.plugins.dataset?.options as { refPairNum?: number } | undefined)?.refPairNum ?? 8);
   const refCounts = e.ref_counts === 'all' ? [...Array(refPairNum + 1).keys()] : e.ref_counts === 'none' ? [] : e.ref_counts;
   const resolve = (p?: string) => (p ? path.resolve(config.baseDir, p) : undefined);
   const report = await runSuite(
-    { backbone: parts.backbone, dataset: parts.dataset, tokens: assembly.tokens, logger },
+    { backbone: assembly.backbone, dataset: parts.dataset, tokens: assembly.tokens, scorers: assembly.scorers, logger },
     {
       split: e.split,
       batchSize: e.eval_bz,
@@ -24,7 +25,7 @@ runMain(async () => {
       tiePolicy: { kind: e.tie_policy, threshold: e.tie_threshold },
       bootstrapSamples: e.bootstrap_samples,
       refCounts,
-      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs, curve: m.curve })),
+      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs, curve: m.curve, scorer: m.scorer, group: m.group })),
       baselines: e.baselines,
       paired: e.paired,
       seed: config.seed,

@@ -35,8 +35,8 @@ export interface EvalSection {
   bootstrap_samples: number;
   /** Evaluate with the first k reference pairs for each k in this list ("all" = 0..ref_pair_num). */
   ref_counts: 'all' | 'none' | number[];
-  /** Adapters / tokens to evaluate, by label; the first is the headline. */
-  models: Array<{ label: string; adapter?: string; tokens?: string; reference_pairs?: number; curve?: boolean }>;
+  /** Adapters / tokens / zero-shot scorers (plugins.scorers, by name) to evaluate, by label; the first is the headline. */
+  models: Array<{ label: string; adapter?: string; tokens?: string; reference_pairs?: number; curve?: boolean; scorer?: string; group?: 'zero-shot' | 'in-context' | 'trained' | 'baseline' }>;
   baselines: Array<'random' | 'nearest-reference' | 'bayes-optimal'>;
   /** Row label pairs [a, b] compared on the same comparisons; default the first model against the rest. */
   paired?: Array<[string, string]>;
@@ -87,10 +87,19 @@ export const EVAL_SCHEMA: OptionsSchema = {
     models: {
       type: 'array',
       default: [{ label: 'model' }],
-      description: 'Adapters / preference tokens to evaluate (label, adapter dir, tokens dir, reference_pairs, curve: draw the reference-pairs curve for this one; default the first). Models without an adapter come first.',
+      description:
+        "Rows to evaluate: models (label, adapter dir, tokens dir, reference_pairs, curve: draw the reference-pairs curve for this one; default the first that is not a scorer; models without an adapter come first) and zero-shot scorers (label, scorer: a name in plugins.scorers). group (zero-shot, in-context, trained, baseline) places a row in the report's Table 1 layout; default: zero-shot for a scorer, trained with an adapter or tokens, else in-context.",
       items: {
         type: 'object',
-        properties: { label: { type: 'string' }, adapter: { type: 'string' }, tokens: { type: 'string' }, reference_pairs: { type: 'integer', minimum: 0 }, curve: { type: 'boolean' } },
+        properties: {
+          label: { type: 'string' },
+          adapter: { type: 'string' },
+          tokens: { type: 'string' },
+          reference_pairs: { type: 'integer', minimum: 0 },
+          curve: { type: 'boolean' },
+          scorer: { type: 'string' },
+          group: { enum: ['zero-shot', 'in-context', 'trained', 'baseline'] },
+        },
         required: ['label'],
         additionalProperties: false,
       },

@@ -1,9 +1,17 @@
 /** Writes a suite report as JSON, a Markdown table and a PNG plot (SVG rendered by sharp). */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import type { SuiteReport } from './suite';
+import { ROW_GROUPS, type RowGroup, type RowResult, type SuiteReport } from './suite';
 
 const pct = (x: number) => (Number.isFinite(x) ? (100 * x).toFixed(2) : '-');
+
+/** A row's Table 1 group (reports written before groups existed: models count as trained). */
+const groupOfRow = (row: RowResult): RowGroup => row.group ?? (row.kind === 'baseline' ? 'baseline' : 'trained');
+
+/** The rows in Table 1's order of groups (zero-shot scorers, in-context, trained, baselines), config order within a group. */
+export function groupedRows(r: SuiteReport): Array<{ group: RowGroup; title: string; rows: RowResult[] }> {
+  return ROW_GROUPS.map((g) => ({ ...g, rows: r.rows.filter((row) => groupOfRow(row) === g.group) })).filter((g) => g.rows.length > 0);
+}
 
 export function markdownTable(r: SuiteReport): string {
   const lines = [
@@ -11,10 +19,15 @@ export function markdownTable(r: SuiteReport): string {
     '',
     '| model | accuracy % | 95% CI | n | ROC AUC | per-user median % | note |',
     '|---|---:|---|---:|---:|---:|---|',
-    ...r.rows.map((row) =>
-      `| ${row.label} | ${pct(row.accuracy)} | ${Number.isFinite(row.ci95[0]) ? `${pct(row.ci95[0])}-${pct(row.ci95[1])}` : '-'} | ${row.n} | ${row.auc !== undefined && Number.isFinite(row.auc) ? row.auc.toFixed(3) : '-'} | ${row.perUser ? pct(row.perUser.quantiles.median) : '-'} | ${row.note ?? ''} |`,
-    ),
   ];
+  for (const g of groupedRows(r)) {
+    lines.push(`| **${g.title}** | | | | | | |`);
+    for (const row of g.rows) {
+      lines.push(
+        `| ${row.label} | ${pct(row.accuracy)} | ${Number.isFinite(row.ci95[0]) ? `${pct(row.ci95[0])}-${pct(row.ci95[1])}` : '-'} | ${row.n} | ${row.auc !== undefined && Number.isFinite(row.auc) ? row.auc.toFixed(3) : '-'} | ${row.perUser ? pct(row.perUser.quantiles.median) : '-'} | ${row.note ?? ''} |`,
+      );
+    }
+  }
   if (r.curve.length) {
     lines.push('', `Accuracy of ${r.curveModel ?? r.rows[0]?.label} against the number of reference pairs:`, '', '| reference pairs | accuracy % | 95% CI |', '|---:|---:|---|');
     for (const p of r.curve) lines.push(`| ${p.referencePairs} | ${pct(p.accuracy)} | ${pct(p.ci95[0])}-${pct(p.ci95[1])} |`);
@@ -52,10 +65,11 @@ export function plotSvg(r: SuiteReport): string {
   };
   axis(pad, half, `Pairwise accuracy (${r.split})`);
   const bw = half / Math.max(1, r.rows.length);
-  r.rows.forEach((row, i) => {
+  const fill: Record<RowGroup, string> = { 'zero-shot': '#8c6bb1', 'in-context': '#74a9cf', trained: '#3b6ea8', baseline: '#b0b0b0' };
+  groupedRows(r).flatMap((g) => g.rows).forEach((row, i) => {
     const x = pad + i * bw + bw * 0.15;
     const a = Number.isFinite(row.accuracy) ? row.accuracy : 0;
-    parts.push(`<rect x="${x}" y="${y(a)}" width="${bw * 0.7}" height="${y(0) - y(a)}" fill="${row.kind === 'model' ? '#3b6ea8' : '#b0b0b0'}"/>`);
+    parts.push(`<rect x="${x}" y="${y(a)}" width="${bw * 0.7}" height="${y(0) - y(a)}" fill="${fill[groupOfRow(row)]}"/>`);
     if (Number.isFinite(row.ci95[0])) parts.push(`<line x1="${x + bw * 0.35}" x2="${x + bw * 0.35}" y1="${y(row.ci95[0])}" y2="${y(row.ci95[1])}" stroke="black"/>`);
     parts.push(`<text x="${x + bw * 0.35}" y="${y(a) - 4}" text-anchor="middle">${(a * 100).toFixed(1)}</text>`);
     const lx = x + bw * 0.35;

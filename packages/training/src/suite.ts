@@ -1,21 +1,41 @@
 /**
- * The evaluation suite (SPEC §7): each configured model (adapter +/- preference tokens) scored on
- * one split, with accuracy and its 95% bootstrap interval, the per-user distribution, ROC AUC,
- * accuracy against the number of reference pairs, baselines on the same comparisons, and paired
- * differences between rows (same comparisons: paired bootstrap and exact sign test).
+ * The evaluation suite (SPEC §7): each configured model (adapter +/- preference tokens) or
+ * zero-shot scorer scored on one split, with accuracy and its 95% bootstrap interval, the per-user
+ * distribution, ROC AUC, accuracy against the number of reference pairs, baselines on the same
+ * comparisons, and paired differences between rows (same comparisons: paired bootstrap and exact
+ * sign test). Rows are grouped as the paper's Table 1: zero-shot scorers, in-context, trained.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceTokens, type SplitName } from '@userpref/core';
+import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceTokens, type SplitName, type ZeroShotScorer } from '@userpref/core';
 import { scoreSplit, truncateReferences } from './evaluate';
 import { pairedAccuracy, pairwiseAccuracy, perUserAccuracy, rocAuc, type PairedSummary, type TiePolicy } from './metrics';
 
+/**
+ * Table 1's groups: zero-shot scorers (no history), in-context (the base model reading the
+ * references, no adapter), trained (an adapter and/or preference tokens); then the baselines.
+ */
+export type RowGroup = 'zero-shot' | 'in-context' | 'trained' | 'baseline';
+export const ROW_GROUPS: ReadonlyArray<{ group: RowGroup; title: string }> = [
+  { group: 'zero-shot', title: 'zero-shot scorers (no references)' },
+  { group: 'in-context', title: 'in-context (references, no adapter)' },
+  { group: 'trained', title: 'trained' },
+  { group: 'baseline', title: 'baselines' },
+];
+
 export interface SuiteModel {
   label: string;
+  /**
+   * Score with this zero-shot scorer (a name in SuiteComponents.scorers): score(prompt, image) of
+   * each candidate, no references. Excludes adapter, tokens, referencePairs and curve.
+   */
+  scorer?: string;
+  /** Table 1 group; default: zero-shot for a scorer, trained with an adapter or tokens, else in-context. */
+  group?: RowGroup;
   adapter?: string;
   tokens?: string;
   /** Score with only this many reference pairs (0 = the non-personalised setting). */
   referencePairs?: number;
-  /** Draw the accuracy-vs-reference-pairs curve for this model (default: the first model). */
+  /** Draw the accuracy-vs-reference-pairs curve for this model (default: the first that is not a scorer). */
   curve?: boolean;
 }
 
@@ -42,7 +62,8 @@ export interface PairedResult extends PairedSummary {
 
 export interface RowResult {
   label: string;
-  kind: 'model' | 'baseline';
+  kind: 'model' | 'scorer' | 'baseline';
+  group: RowGroup;
   accuracy: number;
   ci95: [number, number];
   n: number;
@@ -70,10 +91,18 @@ export interface SuiteReport {
 }
 
 export interface SuiteComponents {
-  backbone: Backbone;
+  /** Needed by model rows and the nearest-reference baseline; not by scorer rows. */
+  backbone?: Backbone;
   dataset: PreferenceDataset;
   tokens?: PreferenceTokens;
+  /** Zero-shot scorers by name (core's Assembly.scorers); the suite initialises those it uses. */
+  scorers?: ReadonlyMap<string, ZeroShotScorer>;
   logger: Logger;
+}
+
+/** The Table 1 group of a model row. */
+export function groupOf(m: SuiteModel): RowGroup {
+  return m.group ?? (m.scorer !== undefined ? 'zero-shot' : m.adapter || m.tokens ? 'trained' : 'in-context');
 }
 
 export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<SuiteReport> {
@@ -81,25 +110,42 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
   const total = Math.min(split.size, o.limit ?? Infinity);
   if (total === 0) throw new Error(`the ${o.split} split is empty`);
   const rows: RowResult[] = [];
-  const summarise = (label: string, kind: RowResult['kind'], scores: PreferenceScore[], note?: string): RowResult => {
+  const summarise = (label: string, kind: RowResult['kind'], scores: PreferenceScore[], note?: string, group: RowGroup = 'baseline'): RowResult => {
     const acc = pairwiseAccuracy(scores, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
     const pu = perUserAccuracy(scores, o.tiePolicy);
-    return { label, kind, accuracy: acc.accuracy, ci95: acc.ci95, n: acc.n, auc: rocAuc(scores), perUser: { users: pu.users, mean: pu.mean, quantiles: pu.quantiles }, note };
+    return { label, kind, group, accuracy: acc.accuracy, ci95: acc.ci95, n: acc.n, auc: rocAuc(scores), perUser: { users: pu.users, mean: pu.mean, quantiles: pu.quantiles }, note };
   };
   const progress = (label: string) => (done: number, all: number) => {
     if (done === all || done % Math.max(1, Math.floor(all / 5)) < o.batchSize) c.logger.info(`scoring ${label}`, { done, total: all });
   };
 
   const pairs = pairsToCompare(o);
+  const scorers = await scorersOf(c, o);
   const scored = new Map<string, PreferenceScore[]>();
 
   const marked = o.models.filter((m) => m.curve);
   if (marked.length > 1) throw new Error(`only one model can draw the reference-pairs curve; marked: ${marked.map((m) => `'${m.label}'`).join(', ')}`);
-  const curveIndex = marked.length ? o.models.indexOf(marked[0]) : 0;
+  const curveIndex = marked.length ? o.models.indexOf(marked[0]) : o.models.findIndex((m) => m.scorer === undefined);
   let curve: SuiteReport['curve'] = [];
   let users = 0;
   let loadedBy: string | undefined;
+  let examples: PreferenceExample[] | undefined;
+  const loadExamples = async (): Promise<PreferenceExample[]> => {
+    if (!examples) {
+      examples = [];
+      for (let i = 0; i < total; i++) examples.push(await split.get(i));
+    }
+    return examples;
+  };
   for (const [i, m] of o.models.entries()) {
+    if (m.scorer !== undefined) {
+      const scores = await scoreWithScorer(scorers.get(m.scorer)!, await loadExamples(), progress(m.label));
+      users = new Set(scores.map((s) => s.userId)).size;
+      scored.set(m.label, scores);
+      rows.push(summarise(m.label, 'scorer', scores, `zero-shot scorer '${m.scorer}'`, groupOf(m)));
+      continue;
+    }
+    if (!c.backbone) throw new Error(`model '${m.label}' needs a backbone (plugins.backbone); only scorer rows run without one`);
     if (m.adapter) {
       await c.backbone.loadAdapter(m.adapter);
       loadedBy = m.label;
@@ -117,7 +163,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     const scores = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: m.referencePairs, onProgress: progress(m.label) });
     users = new Set(scores.map((s) => s.userId)).size;
     scored.set(m.label, scores);
-    rows.push(summarise(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined));
+    rows.push(summarise(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined, groupOf(m)));
     if (i === curveIndex && o.refCounts.length) {
       curve = [];
       for (const k of o.refCounts) {
@@ -128,28 +174,27 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
       }
     }
   }
-  c.backbone.setPrefixProvider(null);
+  c.backbone?.setPrefixProvider(null);
+  for (const s of scorers.values()) await s.dispose?.();
 
-  const examples: PreferenceExample[] = [];
-  if (o.baselines.some((b) => b !== 'bayes-optimal')) for (let i = 0; i < total; i++) examples.push(await split.get(i));
   const leftOut: SuiteReport['leftOut'] = [];
   for (const b of o.baselines) {
     if (b === 'random') {
       const rng = Rng.stream(o.seed, 'random-baseline');
-      const scores = examples.map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }));
+      const scores = (await loadExamples()).map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }));
       scored.set('random', scores);
       rows.push(summarise('random', 'baseline', scores));
     } else if (b === 'nearest-reference') {
-      if (!c.backbone.imageEmbeddings) {
-        c.logger.warn('nearest-reference baseline skipped: the backbone has no imageEmbeddings()');
+      if (!c.backbone?.imageEmbeddings) {
+        c.logger.warn(`nearest-reference baseline skipped: ${c.backbone ? 'the backbone has no imageEmbeddings()' : 'no backbone is configured'}`);
         continue;
       }
-      const scores = await nearestReferenceScores(c.backbone, examples, o.batchSize);
+      const scores = await nearestReferenceScores(c.backbone, await loadExamples(), o.batchSize);
       scored.set('nearest-reference', scores);
       rows.push(summarise('nearest-reference', 'baseline', scores, 'similarity to liked minus disliked references in the frozen image-feature space'));
     } else if (b === 'bayes-optimal') {
       const st = c.dataset.stats(o.split);
-      if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
+      if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', group: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
       else {
         const reason = `the ${o.split} split's comparisons carry no hidden utilities (the true preference probabilities that only synthetic data such as synthpick records), so there is no Bayes-optimal accuracy`;
         leftOut.push({ label: 'bayes-optimal', reason });
@@ -168,6 +213,33 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     paired.push({ a, b, ...pairedAccuracy(sa, sb, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed }) });
   }
   return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, paired, leftOut, createdAt: new Date().toISOString() };
+}
+
+/** The scorers the scorer rows name, checked and initialised before anything is scored. */
+async function scorersOf(c: SuiteComponents, o: SuiteOptions): Promise<Map<string, ZeroShotScorer>> {
+  const used = new Map<string, ZeroShotScorer>();
+  for (const m of o.models) {
+    if (m.scorer === undefined) continue;
+    const extra = (['adapter', 'tokens', 'referencePairs', 'curve'] as const).filter((k) => m[k] !== undefined && m[k] !== false);
+    if (extra.length) throw new Error(`model '${m.label}' is a scorer row ('${m.scorer}'): it takes no ${extra.join(', ')} (a scorer reads no references and loads no adapter)`);
+    const s = c.scorers?.get(m.scorer);
+    if (!s) throw new Error(`model '${m.label}' names scorer '${m.scorer}', which plugins.scorers does not configure (configured: ${[...(c.scorers?.keys() ?? [])].join(', ') || 'none'})`);
+    used.set(m.scorer, s);
+  }
+  for (const s of used.values()) await s.init();
+  return used;
+}
+
+/** A scorer row's scores: score(prompt, image0) and score(prompt, image1) of every comparison. */
+export async function scoreWithScorer(scorer: ZeroShotScorer, examples: readonly PreferenceExample[], onProgress?: (done: number, total: number) => void): Promise<PreferenceScore[]> {
+  const out: PreferenceScore[] = [];
+  for (const ex of examples) {
+    const s = await scorer.score(ex.target.prompt, [ex.target.image0, ex.target.image1]);
+    if (s.length !== 2 || !s.every(Number.isFinite)) throw new Error(`scorer returned ${JSON.stringify(s)} for 2 images of user ${ex.userId}: expected 2 finite scores`);
+    out.push({ userId: ex.userId, label0: ex.target.label0, score0: s[0], score1: s[1] });
+    onProgress?.(out.length, examples.length);
+  }
+  return out;
 }
 
 /** The [a, b] label pairs to compare, checked before anything is scored. */
