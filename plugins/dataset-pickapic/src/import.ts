@@ -355,12 +355,16 @@ export async function importDataset(opts: ImportOptions): Promise<ImportResult> 
       splits = built.splits;
       unusedTies = built.unusedTies;
       if (protocol !== 'upstream') {
-        resplit = {};
+        const counts = new Map<string, Map<string, number>>();
         compSplit.forEach((from, i) => {
-          const row = (resplit![from ?? 'none'] ??= {});
+          const key = from ?? 'none';
+          if (!counts.has(key)) counts.set(key, new Map());
           const to = built.assignment[i] ?? 'unused';
-          row[to] = (row[to] ?? 0) + 1;
+          counts.get(key)!.set(to, (counts.get(key)!.get(to) ?? 0) + 1);
         });
+        const order = ['train', 'validation', 'test', 'none', 'unused'];
+        const sorted = <T,>(m: Map<string, T>) => [...m.entries()].sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
+        resplit = Object.fromEntries(sorted(counts).map(([from, to]) => [from, Object.fromEntries(sorted(to))]));
         for (const from of ['validation', 'test'] as const) {
           const row = resplit[from];
           if (row?.train) log.warn(`import: ${protocol} re-split: ${row.train} of ${Object.values(row).reduce((a, b) => a + b, 0)} comparisons from upstream ${from} files are now training comparisons`);
