@@ -4,7 +4,7 @@
  * <repo>/tmp/ (gitignored) so node resolution finds this repository's node_modules, exactly as
  * for a plugin generated into plugins/.
  *
- * SLOW-ISH (~30-60 s): runs tsc and a child jest over the four generated plugins.
+ * SLOW-ISH (~30-60 s): runs tsc and a child jest over the five generated plugins.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -14,7 +14,7 @@ import { readJson, type Tree } from '@nx/devkit';
 import { normalizeOptions, pluginGenerator, type PluginKind } from '../src/generators/plugin/generator';
 
 const repo = path.resolve(__dirname, '..', '..');
-const KINDS: PluginKind[] = ['loss', 'backbone', 'tokens', 'dataset'];
+const KINDS: PluginKind[] = ['loss', 'backbone', 'tokens', 'dataset', 'scorer'];
 
 function workspaceTree(): Tree {
   const tree = createTreeWithEmptyWorkspace();
@@ -100,6 +100,8 @@ describe('plugin generator: generated plugins work', () => {
     });
     expect(loss.description.length).toBeGreaterThan(20);
     expect(readJson(tree, 'plugins/tokens-example/package.json').dependencies['@userpref/safetensors']).toBe('*');
+    // A scorer computes no tensors: no tfjs dependency.
+    expect(Object.keys(readJson(tree, 'plugins/scorer-example/package.json').dependencies)).toEqual(['@userpref/core', 'inversify']);
     expect(tree.read('plugins/loss-example/jest.config.js', 'utf8')).toContain("require('../../jest.preset.js')");
     const index = tree.read('plugins/loss-example/src/index.ts', 'utf8')!;
     expect(index).toContain("packageName: '@userpref/loss-example'");

@@ -39,7 +39,7 @@ export class BuildError extends Error {
 }
 
 const LICENSE_TEXT = path.join(__dirname, 'LICENSE.txt');
-const KINDS = new Set(['backbone', 'loss', 'tokens', 'dataset']);
+const KINDS = new Set(['backbone', 'loss', 'tokens', 'dataset', 'scorer']);
 
 function checkPlugin(plugin: UserprefPlugin, source: SourcePackageJson, where: string): void {
   if (plugin.packageName !== source.name) {

@@ -1,5 +1,5 @@
 /**
- * `nx g @userpref/tools:plugin <name> --kind loss|backbone|tokens|dataset`: a new research
+ * `nx g @userpref/tools:plugin <name> --kind loss|backbone|tokens|dataset|scorer`: a new research
  * plugin as its own package, with a small implementation of the contract that already works and
  * a test that already passes, so the first edit a researcher makes is to the idea itself. Core is
  * never edited: plugins are found by name at run time.
@@ -7,7 +7,7 @@
 import * as path from 'path';
 import { generateFiles, installPackagesTask, joinPathFragments, names, offsetFromRoot, readJson, writeJson, type GeneratorCallback, type Tree } from '@nx/devkit';
 
-export type PluginKind = 'loss' | 'backbone' | 'tokens' | 'dataset';
+export type PluginKind = 'loss' | 'backbone' | 'tokens' | 'dataset' | 'scorer';
 
 export interface PluginGeneratorSchema {
   name: string;
@@ -21,8 +21,8 @@ export interface PluginGeneratorSchema {
 
 const KEBAB = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
 
-/** Per kind: the class-name suffix, the example's default description, extra dependencies. */
-const KINDS: Record<PluginKind, { suffix: string; description: string; safetensors: boolean }> = {
+/** Per kind: the class-name suffix, the example's default description, extra dependencies (tfjs: the kind computes with tensors). */
+const KINDS: Record<PluginKind, { suffix: string; description: string; safetensors: boolean; tfjs?: false }> = {
   loss: {
     suffix: 'Loss',
     description: 'A margin (hinge) loss on the preference log-odds gap between the liked and the disliked candidate.',
@@ -42,6 +42,12 @@ const KINDS: Record<PluginKind, { suffix: string; description: string; safetenso
     suffix: 'PreferenceDataset',
     description: 'An in-memory synthetic preference dataset: each user prefers images with more of one colour channel.',
     safetensors: false,
+  },
+  scorer: {
+    suffix: 'Scorer',
+    description: "A zero-shot scorer (prompt, image -> score) that needs no weights: how close the image's mean colour is to the colours the prompt names.",
+    safetensors: false,
+    tfjs: false,
   },
 };
 
@@ -107,6 +113,7 @@ export async function pluginGenerator(tree: Tree, schema: PluginGeneratorSchema)
   if (tree.exists(o.projectRoot)) throw new Error(`${o.projectRoot} already exists; pick another name or remove it first`);
   const ranges = coreDependencyRanges(tree);
   const dependencies: Record<string, string> = { '@userpref/core': '*', ...ranges };
+  if (KINDS[o.kind].tfjs === false) delete dependencies['@tensorflow/tfjs-core'];
   if (KINDS[o.kind].safetensors) dependencies['@userpref/safetensors'] = '*';
   writeJson(tree, joinPathFragments(o.projectRoot, 'package.json'), {
     name: o.packageName,
