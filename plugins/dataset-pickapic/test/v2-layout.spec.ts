@@ -12,7 +12,8 @@ import { memoryLogger, type SplitName } from '@userpref/core';
 import { main } from '../src/cli';
 import { PickapicDataset } from '../src/dataset';
 import { importDataset, splitFromShardName } from '../src/import';
-import { ProcessedStore, type SplitIndex } from '../src/store';
+import type { ImportedSplitIndex } from '../src/splits';
+import { ProcessedStore } from '../src/store';
 import { generateSynthpick } from '../src/synthpick';
 import { fixture, options, tmpDir } from './helpers';
 
@@ -37,8 +38,8 @@ const fileOf = (source: string) => source.split(':')[0];
 
 async function load(dir: string) {
   const store = await ProcessedStore.open(dir);
-  const splits = {} as Record<SplitName, SplitIndex>;
-  for (const s of SPLITS) splits[s] = (await store.readSplit(s))!;
+  const splits = {} as Record<SplitName, ImportedSplitIndex>;
+  for (const s of SPLITS) splits[s] = (await store.readSplit(s)) as ImportedSplitIndex;
   const comparisons = store.comparisons;
   await store.close();
   return { comparisons, splits };
