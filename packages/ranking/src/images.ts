@@ -117,3 +117,9 @@ export async function readImagePaths(paths: readonly string[], options: ReadImag
   for (const f of files) out.push(await readImageFile(f, options));
   return out;
 }
+
+/** Writes decoded RGB as a PNG file (e.g. a data set's images, to rank them as files). */
+export async function writePng(rgb: RgbImage, file: string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await sharp(Buffer.from(rgb.data.buffer, rgb.data.byteOffset, rgb.data.byteLength), { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png().toFile(file);
+}

@@ -6,8 +6,9 @@
  */
 export { rankCandidates, scoreByPairs, pairHistory, RankRequestError } from './rank';
 export type { RankCandidate, RankRequest, RankOptions, Ranking, ScoredCandidate } from './rank';
-export { readImage, readImageFile, readImagePaths, ImageInputError, IMAGE_FORMATS, DEFAULT_IMAGE_SIZE, MAX_INPUT_PIXELS } from './images';
+export { readImage, readImageFile, readImagePaths, writePng, ImageInputError, IMAGE_FORMATS, DEFAULT_IMAGE_SIZE, MAX_INPUT_PIXELS } from './images';
 export type { InputImage, ReadImageOptions } from './images';
 export { historyOfUser } from './dataset-history';
 export type { DatasetHistory } from './dataset-history';
 export { formatRanking } from './format';
+export { loadPreferenceTokens } from './tokens';
