@@ -3,10 +3,10 @@
  * embedded default or --config), applies flags and --set overrides, validates, and returns it.
  */
 import { Command, Option } from 'commander';
-import { promises as fs } from 'fs';
 import * as path from 'path';
-import { ConfigError, applySets, deepMerge, getPath, setPath, validateOptions } from '@userpref/core';
+import { ConfigError, applySets, getPath, setPath, validateOptions } from '@userpref/core';
 import { resolveTrainedPath } from '@userpref/training';
+import { loadConfigFile } from './config-file';
 import { COMMON_FLAGS, parseFlagValue, type FlagSpec } from './flags';
 import { EVAL_SCHEMA, RUN_CONFIG_SCHEMA, TRAIN_SCHEMA, type RunConfig } from './run-config';
 
@@ -24,30 +24,7 @@ export interface ParsedRun {
   configFile: string;
 }
 
-async function readJson(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read config ${file}: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config ${file} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
-/** Loads a config file; `extends` (a path relative to it) is merged underneath. */
-export async function loadConfigFile(file: string): Promise<Record<string, unknown>> {
-  const raw = await readJson(file);
-  if (typeof raw.extends === 'string') {
-    const base = await loadConfigFile(path.resolve(path.dirname(file), raw.extends));
-    const { extends: _drop, ...rest } = raw;
-    return deepMerge(base, rest);
-  }
-  return raw;
-}
+export { loadConfigFile } from './config-file';
 
 export async function parseRun(spec: RunnerSpec, argv: string[], cwd = process.cwd()): Promise<ParsedRun> {
   const flags = [...COMMON_FLAGS, ...spec.flags.filter((f) => !COMMON_FLAGS.some((c) => c.name === f.name))];

@@ -6,6 +6,7 @@
 import type { Device } from '@userpref/runtime';
 import type { PluginsConfig } from '@userpref/core';
 import type { OptionsSchema } from '@userpref/core';
+import { PATH_FORMAT } from '@userpref/core';
 
 export interface TrainSection {
   /** Examples per micro-batch (--train_bz). */
@@ -93,8 +94,8 @@ export const EVAL_SCHEMA: OptionsSchema = {
         type: 'object',
         properties: {
           label: { type: 'string' },
-          adapter: { type: 'string' },
-          tokens: { type: 'string' },
+          adapter: { type: 'string', format: PATH_FORMAT },
+          tokens: { type: 'string', format: PATH_FORMAT },
           reference_pairs: { type: 'integer', minimum: 0 },
           curve: { type: 'boolean' },
           scorer: { type: 'string' },
@@ -123,7 +124,7 @@ export const RUN_CONFIG_SCHEMA: OptionsSchema = {
   properties: {
     seed: int('Seed of every random draw of the run.', 42),
     device: { enum: ['auto', 'gpu', 'cpu'], default: 'auto', description: 'Tensor device: gpu needs @tensorflow/tfjs-node-gpu.' },
-    out: { type: 'string', default: 'runs', description: 'Output directory.' },
+    out: { type: 'string', format: PATH_FORMAT, default: 'runs', description: 'Output directory.' },
     exp_name: { type: 'string', default: 'exp', description: 'Run name: outputs go to <out>/<exp_name>.' },
     plugins: { type: 'object', description: 'Plugin selections (backbone, losses, tokens, dataset).' },
     train: { type: 'object', description: 'Training options.' },

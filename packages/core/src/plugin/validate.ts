@@ -9,7 +9,15 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * `format: 'path'` marks a string option (run config or plugin options) as a filesystem path: a
+ * relative value resolves against the folder of the config file that declares it (the run config
+ * loader in @userpref/cli does that across `extends`). Any string is valid.
+ */
+export const PATH_FORMAT = 'path';
+
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+ajv.addFormat(PATH_FORMAT, true);
 const compiled = new WeakMap<OptionsSchema, ReturnType<typeof ajv.compile>>();
 
 function describe(err: ErrorObject, schema: OptionsSchema): string {
