@@ -3,12 +3,16 @@ for plugins/scorer-clip (the paper's zero-shot scorers of Table 1: CLIP score, P
 aesthetic predictor).
 
 Rerun (from the repository root; needs /work/venv with torch, transformers, pillow, safetensors,
-onnx, onnxruntime; the tests themselves need no Python):
-    /work/venv/bin/python tools/goldens/make_clip_scorer_goldens.py
+onnx, onnxruntime, and open_clip_torch + torchvision for the HPS fixture, e.g. installed with
+`pip install --no-deps --target /tmp/ocdeps open_clip_torch torchvision timm ftfy wcwidth`;
+the tests themselves need no Python):
+    PYTHONPATH=/tmp/ocdeps /work/venv/bin/python tools/goldens/make_clip_scorer_goldens.py
 
 Writes plugins/scorer-clip/test/fixtures/:
   clip-tiny/        openai-CLIP-like (quick_gelu), seed 0
   clip-tiny-gelu/   CLIP-H-like (gelu, as PickScore / HPS v2), seed 1, other widths
+  hps-tiny/         a random open_clip CLIP converted by convert_open_clip_to_hf.py; its reference
+                    is open_clip itself (SimpleTokenizer, torchvision transform, HPS's cosine)
       config.json, tokenizer.json, tokenizer_config.json, preprocessor_config.json,
       onnx/text_model.onnx, onnx/vision_model.onnx  (what transformers.js's
       CLIPTextModelWithProjection / CLIPVisionModelWithProjection load, as in the Xenova/* repos:
@@ -23,7 +27,7 @@ Writes plugins/scorer-clip/test/fixtures/:
                     edge 224, crop 224) the sha256 of Pillow's resized + cropped uint8 pixels and
                     the processor's float output at a few positions.
 
-The reference is transformers' CLIPModel (eager attention, float32) on the processor's own output
+The reference (but for hps-tiny) is transformers' CLIPModel (eager attention, float32) on the processor's own output
 (CLIPImageProcessorPil, CLIPTokenizer), i.e. independent of the ONNX export and of the TS code.
 The script also runs both ONNX files in onnxruntime and checks them against PyTorch.
 """
@@ -36,12 +40,15 @@ import pathlib
 import shutil
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import (CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTextModelWithProjection,
-                          CLIPTokenizer, CLIPVisionModelWithProjection)
+import convert_open_clip_to_hf as conv
+
+conv.torchvision_without_ops()  # before transformers imports torchvision (if installed)
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTokenizer  # noqa: E402
+
+from clip_onnx import export_clip  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / 'plugins' / 'scorer-clip' / 'test' / 'fixtures'
@@ -139,33 +146,6 @@ def b64f32(t):
     return base64.b64encode(np.ascontiguousarray(t.detach().numpy().astype('<f4')).tobytes()).decode()
 
 
-class Text(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, input_ids):
-        o = self.m(input_ids=input_ids)
-        return o.text_embeds, o.last_hidden_state
-
-
-class Vision(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, pixel_values):
-        o = self.m(pixel_values=pixel_values)
-        return o.image_embeds, o.last_hidden_state
-
-
-def export(model, dummy, path, in_name, out_names, dyn):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (dummy,), str(path), input_names=[in_name], output_names=out_names,
-                      dynamic_axes={in_name: dyn, out_names[0]: {0: 'batch'}, out_names[1]: {0: 'batch'}},
-                      opset_version=17, dynamo=False, do_constant_folding=True)
-
-
 def make_checkpoint(name, seed, text, vision, act, tok, images, prompts):
     torch.manual_seed(seed)
     d = OUT / name
@@ -190,39 +170,22 @@ def make_checkpoint(name, seed, text, vision, act, tok, images, prompts):
         for n, p in model.named_parameters():
             if 'layer_norm' in n or 'layrnorm' in n or 'pre_layrnorm' in n:
                 p.add_(0.1 * torch.randn_like(p))
-    cfg.save_pretrained(d)
     tok.save_pretrained(d)
     for f in ['vocab.json', 'merges.txt', 'special_tokens_map.json', 'chat_template.jinja']:
         (d / f).unlink(missing_ok=True)
     proc = CLIPImageProcessorPil(size={'shortest_edge': image_size}, crop_size={'height': image_size, 'width': image_size})
     proc.save_pretrained(d)
+    # The config.json and ONNX pair come from clip_onnx.export_clip (the export command for real checkpoints).
 
-    sd = model.state_dict()
-    tm = CLIPTextModelWithProjection(cfg.text_config).eval()
-    tm.load_state_dict({k: v for k, v in sd.items() if k.startswith('text_model.') or k.startswith('text_projection.')}, strict=True)
-    vm = CLIPVisionModelWithProjection(cfg.vision_config).eval()
-    vm.load_state_dict({k: v for k, v in sd.items() if k.startswith('vision_model.') or k.startswith('visual_projection.')}, strict=True)
-    enc = tok(prompts, padding=True, truncation=True, return_tensors='pt')
-    ids = enc['input_ids']
+    onnx_err = export_clip(model, d)
+    assert onnx_err < 1e-5, onnx_err
     px = proc(images=list(images.values()), return_tensors='pt')['pixel_values']
-    export(Text(tm), ids[:1], d / 'onnx' / 'text_model.onnx', 'input_ids', ['text_embeds', 'last_hidden_state'], {0: 'batch', 1: 'sequence'})
-    export(Vision(vm), px[:1], d / 'onnx' / 'vision_model.onnx', 'pixel_values', ['image_embeds', 'last_hidden_state'], {0: 'batch'})
 
     with torch.no_grad():
         # One prompt at a time, unpadded, as the scorer runs it.
         per_prompt = [tok(p, truncation=True, return_tensors='pt')['input_ids'] for p in prompts]
         logits = torch.stack([model(input_ids=i, pixel_values=px).logits_per_text[0] for i in per_prompt])
         image_embeds = model(input_ids=per_prompt[0], pixel_values=px).image_embeds  # L2-normalised
-        # The ONNX files against PyTorch (onnxruntime, the engine transformers.js runs in node).
-        ts = ort.InferenceSession(str(d / 'onnx' / 'text_model.onnx'))
-        vs = ort.InferenceSession(str(d / 'onnx' / 'vision_model.onnx'))
-        onnx_err = 0.0
-        for i in per_prompt:
-            te = ts.run(None, {'input_ids': i.numpy()})[0]
-            onnx_err = max(onnx_err, float(np.abs(te - tm(input_ids=i).text_embeds.numpy()).max()))
-        ve = vs.run(None, {'pixel_values': px.numpy()})[0]
-        onnx_err = max(onnx_err, float(np.abs(ve - vm(pixel_values=px).image_embeds.numpy()).max()))
-        assert onnx_err < 1e-5, onnx_err
     return {
         'logitScale': float(model.logit_scale.detach().exp()),
         'inputIds': [i[0].tolist() for i in per_prompt],
@@ -230,6 +193,62 @@ def make_checkpoint(name, seed, text, vision, act, tok, images, prompts):
         'logitsPerText': logits.tolist(),
         'onnxMaxAbsErrorVsTorch': onnx_err,
     }, model, image_embeds
+
+
+def make_hps(tok, images, prompts):
+    """HPS-like: a tiny random open_clip CLIP (gelu), converted by convert_open_clip_to_hf.py and
+    exported like the others; the reference is open_clip itself: its SimpleTokenizer (on the same
+    tiny BPE), its torchvision image transform, and HPS's score, the cosine of the normalised
+    features (logit scale 1)."""
+    import gzip
+    open_clip = conv._import_open_clip()
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.tokenizer import SimpleTokenizer
+    torch.manual_seed(3)
+    oc_cfg = {'embed_dim': 16, 'vision_cfg': {'image_size': 32, 'layers': 2, 'width': 32, 'head_width': 16, 'patch_size': 8},
+              'text_cfg': {'context_length': 77, 'vocab_size': len(tok), 'width': 24, 'heads': 2, 'layers': 2}}
+    oc = CLIP(oc_cfg['embed_dim'], CLIPVisionCfg(**oc_cfg['vision_cfg']), CLIPTextCfg(**oc_cfg['text_cfg'])).eval()
+    with torch.no_grad():
+        for n, p in oc.named_parameters():
+            if p.dim() == 1 and ('ln' in n):
+                p.add_(0.1 * torch.randn_like(p))
+            elif n == 'positional_embedding' or n.endswith('class_embedding'):
+                p.normal_(0, 0.5)
+    d = OUT / 'hps-tiny'
+    if d.exists():
+        shutil.rmtree(d)
+    vocab, merges = tiny_bpe()
+    bpe = d.parent / 'hps-tiny-bpe.txt.gz'
+    with gzip.open(bpe, 'wt', encoding='utf-8') as f:
+        f.write('#version: 0.2\n' + '\n'.join(f'{a} {b}' for a, b in merges))
+    try:
+        hf_tok = conv.hf_tokenizer(bpe)
+        assert hf_tok.get_vocab() == vocab
+        oc_tok = SimpleTokenizer(bpe_path=str(bpe), context_length=77)
+    finally:
+        bpe.unlink()
+    hf = conv.convert(oc, oc_cfg)
+    proc = conv.preprocessor(32, open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    onnx_err = export_clip(hf, d, hf_tok, proc)
+    assert onnx_err < 1e-5, onnx_err
+    for f in ['vocab.json', 'merges.txt', 'special_tokens_map.json', 'chat_template.jinja']:
+        (d / f).unlink(missing_ok=True)
+    transform = open_clip.image_transform(32, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD)
+    with torch.no_grad():
+        tokens = oc_tok(prompts)
+        text = oc.encode_text(tokens, normalize=True)
+        px = torch.stack([transform(im) for im in images.values()])
+        img = oc.encode_image(px, normalize=True)
+        hps = text @ img.T  # HPS v2: image_features @ text_features.T, no scale
+        feat_err = conv.compare(oc, hf, tokens, px)
+    return {
+        'logitScale': 1.0,
+        'inputIds': [row[: int(row.argmax()) + 1].tolist() for row in tokens],
+        'logitsPerText': hps.tolist(),
+        'onnxMaxAbsErrorVsTorch': onnx_err,
+        'openClipVsTransformersFeatureError': max(feat_err),
+        'torchvisionPixelsMaxAbsDiffVsProcessor': float((px - proc(images=list(images.values()), return_tensors='pt')['pixel_values']).abs().max()),
+    }
 
 
 def aesthetic_head(dim, seed):
@@ -272,7 +291,7 @@ def main():
     golden['pixelValues'] = g0.pop('pixelValues')
     golden['pixelShape'] = [len(images), 3, 32, 32]
     g1.pop('pixelValues')
-    golden['checkpoints'] = {'clip-tiny': g0, 'clip-tiny-gelu': g1}
+    golden['checkpoints'] = {'clip-tiny': g0, 'clip-tiny-gelu': g1, 'hps-tiny': make_hps(tok, images, PROMPTS)}
 
     mlp = aesthetic_head(emb0.shape[1], 2)
     save_file({f'layers.{k}': v.contiguous() for k, v in mlp.state_dict().items()},
@@ -307,7 +326,8 @@ def main():
     for p in sorted(OUT.rglob('*')):
         if p.is_file():
             print(f'{p.stat().st_size:>8}  {p.relative_to(ROOT)}')
-    print('onnx vs torch:', g0['onnxMaxAbsErrorVsTorch'], g1['onnxMaxAbsErrorVsTorch'])
+    for k, g in golden['checkpoints'].items():
+        print(k, {n: v for n, v in g.items() if 'Error' in n or 'Diff' in n})
 
 
 if __name__ == '__main__':

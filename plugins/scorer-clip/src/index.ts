@@ -1,6 +1,6 @@
 /**
  * @userpref/scorer-clip: the CLIP-based zero-shot scorers of the paper's Table 1 (CLIP score,
- * PickScore, the LAION aesthetic predictor) on @huggingface/transformers (ONNX, CPU, local files
+ * PickScore, HPS v2 once converted, the LAION aesthetic predictor) on @huggingface/transformers (ONNX, CPU, local files
  * only), as userpref scorer plugins.
  */
 import * as path from 'path';
@@ -18,11 +18,11 @@ const pathOption = (what: string) => ({ type: 'string', minLength: 1, descriptio
 const batchSize = { type: 'integer', minimum: 1, default: 8, description: 'Images per image-encoder call.' };
 const logitScale = (def: number, why: string) => ({ type: 'number', exclusiveMinimum: 0, default: def, description: `exp(logit_scale) of the checkpoint, multiplying the cosine (${why}). It does not change which image wins, only the score gap the pickscore tie threshold sees.` });
 
-const clipSchema = (what: string, scale: string): OptionsSchema => ({
+const clipSchema = (what: string, scale: string, defaultScale = 100): OptionsSchema => ({
   type: 'object',
   properties: {
     path: pathOption(`${what} checkpoint directory in the transformers.js layout: config.json, tokenizer.json, tokenizer_config.json, preprocessor_config.json, onnx/text_model.onnx, onnx/vision_model.onnx.`),
-    logitScale: logitScale(100, scale),
+    logitScale: logitScale(defaultScale, scale),
     batchSize,
   },
   required: ['path'],
@@ -41,6 +41,13 @@ export const contributions: Contribution[] = [
     name: 'pickscore',
     description: 'PickScore (Kirstain et al. 2023): the CLIP score of yuvalkirstain/PickScore_v1, a CLIP-H fine-tuned on Pick-a-Pic; the same code as clip with its weights (export it to ONNX, see the README).',
     optionsSchema: clipSchema('PickScore', "100: PickScore_v1's trained logit_scale"),
+  },
+  {
+    kind: 'scorer',
+    name: 'hps',
+    description:
+      "HPS v2 / v2.1 (Wu et al. 2023): an open_clip ViT-H-14 fine-tuned on human preferences, converted to this layout by tools/goldens/convert_open_clip_to_hf.py; HPS's score is the plain cosine of the normalised features, so logitScale defaults to 1.",
+    optionsSchema: clipSchema('HPS v2 (converted)', "1: HPS's score is the plain cosine", 1),
   },
   {
     kind: 'scorer',
@@ -65,7 +72,7 @@ export const userprefPlugin: UserprefPlugin = {
   packageName: '@userpref/scorer-clip',
   contributions,
   containerModule: new ContainerModule(({ bind }) => {
-    for (const name of ['clip', 'pickscore']) {
+    for (const name of ['clip', 'pickscore', 'hps']) {
       bind<ZeroShotScorer>(ZeroShotScorer)
         .toDynamicValue((ctx) => {
           const o = ctx.get<{ path: string; logitScale: number; batchSize: number }>(PluginOptions, { name: optionsName('scorer', name) });

@@ -18,7 +18,7 @@ interface Golden {
   images: string[];
   pixelValues: string;
   pixelShape: number[];
-  checkpoints: Record<string, { logitScale: number; inputIds: number[][]; logitsPerText: number[][]; onnxMaxAbsErrorVsTorch: number }>;
+  checkpoints: Record<string, { logitScale: number; inputIds: number[][]; logitsPerText: number[][] }>;
   aesthetic: { checkpoint: string; head: string; scores: number[] };
   preprocess224: Array<{ image: string; cropSha256: string; samples: Array<{ at: [number, number, number]; value: number }>; sum: number }>;
 }
@@ -71,7 +71,10 @@ describe('CLIP image preprocessing (Pillow bicubic resize, center crop, CLIP mea
   });
 });
 
-describe.each(['clip-tiny', 'clip-tiny-gelu'])('ClipScore on %s against PyTorch CLIPModel', (ckpt) => {
+// clip-tiny, clip-tiny-gelu: against transformers' CLIPModel.logits_per_text. hps-tiny: a random
+// open_clip model converted by tools/goldens/convert_open_clip_to_hf.py, against open_clip itself
+// (its tokenizer, its torchvision transform, HPS's cosine score: logit scale 1).
+describe.each(['clip-tiny', 'clip-tiny-gelu', 'hps-tiny'])('ClipScore on %s against its PyTorch reference', (ckpt) => {
   let scorer: ClipScore;
   beforeAll(async () => {
     scorer = new ClipScore({ path: path.join(FIX, ckpt), logitScale: golden.checkpoints[ckpt].logitScale, batchSize: 3 });
@@ -79,7 +82,7 @@ describe.each(['clip-tiny', 'clip-tiny-gelu'])('ClipScore on %s against PyTorch 
   });
   afterAll(async () => scorer.dispose());
 
-  it("tokenises every prompt as the Python CLIPTokenizer (truncated to 77 tokens)", async () => {
+  it('tokenises every prompt as the Python tokenizer (truncated to 77 tokens, EOT kept)', async () => {
     const enc = new ClipEncoder(path.join(FIX, ckpt), 'text');
     await enc.init();
     golden.prompts.forEach((p, i) => expect(enc.tokenize(p)).toEqual(golden.checkpoints[ckpt].inputIds[i]));
@@ -87,7 +90,7 @@ describe.each(['clip-tiny', 'clip-tiny-gelu'])('ClipScore on %s against PyTorch 
     await enc.dispose();
   });
 
-  it('scores every (prompt, image) as logits_per_text to 1e-4', async () => {
+  it('scores every (prompt, image) as the reference to 1e-4', async () => {
     const want = golden.checkpoints[ckpt].logitsPerText;
     let maxErr = 0;
     for (const [i, p] of golden.prompts.entries()) {
