@@ -23,10 +23,9 @@
  * reference history: the tokens up to and including the last <end_of_utterance> before the target
  * image (BOS + "User:" when there are no references).
  */
-import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Backbone, ForwardOptions, Logger, PairLogits, PreferenceBatch, PreferenceImage, PreparedBatch, PrefixProvider, ReadoutTokens, RunContext as CoreRunContext, CandidateReadout, HistorySession, PreferenceHistory } from '@userpref/core';
+import { requirePath, type Backbone, type CandidateReadout, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext as CoreRunContext } from '@userpref/core';
 import { LoraAdapter } from './lora/adapter';
 import { PAPER_TARGET_MODULES, type LoraInit, type LoraSettings } from './lora/lora';
 import type { AttentionSegment } from './model/attention';
@@ -175,6 +174,7 @@ export class Idefics2Backbone implements Backbone {
 
   async init(): Promise<void> {
     const dir = this.checkpointDir;
+    await requirePath('checkpoint', dir, 'config.json');
     const started = Date.now();
     let lastLog = 0;
     this.processor = await Idefics2Processor.fromPretrained(dir, { usePrompt: this.options.usePrompt, maxPromptLen: this.options.maxPromptLen });
@@ -667,9 +667,7 @@ export class Idefics2Backbone implements Backbone {
 
   async loadAdapter(dir: string): Promise<void> {
     const m = this.m;
-    await fs.access(dir).catch(() => {
-      throw new Error(`LoRA adapter directory not found: ${dir}`);
-    });
+    await requirePath('adapter', dir, 'adapter_config.json');
     this.adapter?.detach();
     this.adapter = await LoraAdapter.load(m, dir);
     this.logger?.info('LoRA adapter loaded', { dir, modules: this.adapter.modules.length, r: this.adapter.settings.r });
