@@ -1,3 +1,3 @@
-export { initRuntime, runtimeInfo, DeviceUnavailableError } from './runtime';
+export { initRuntime, runtimeInfo, pinnedBackend, DeviceUnavailableError } from './runtime';
 export type { Device, BackendName, RuntimeInfo, RuntimeOptions } from './runtime';
-export { patchWasmBackend } from './wasm-kernels';
+export { patchWasmBackend, registerMatMulGradient } from './wasm-kernels';

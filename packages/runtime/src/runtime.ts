@@ -13,7 +13,7 @@
  * cannot be initialised is an error, never a silent fallback.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { patchWasmBackend } from './wasm-kernels';
+import { patchWasmBackend, registerMatMulGradient } from './wasm-kernels';
 
 export type Device = 'auto' | 'gpu' | 'cpu';
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -49,6 +49,8 @@ export function pinnedBackend(env: NodeJS.ProcessEnv = process.env): BackendName
 type Loader = () => boolean;
 
 function tryRequire(name: string): boolean {
+  // libtensorflow's start-up notes (oneDNN, CPU features) on stderr at every load; warnings stay.
+  if (name.startsWith('@tensorflow/tfjs-node')) process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require(name);
@@ -88,6 +90,7 @@ export async function initRuntime(options: RuntimeOptions = {}): Promise<Runtime
   const prefer = options.prefer ?? pinnedBackend();
   const filtered = prefer ? candidates.filter((c) => c.backend === prefer) : candidates;
 
+  registerMatMulGradient(); // every backend: tfjs' own one mishandles broadcast batch dimensions
   for (const c of filtered) {
     if (!c.load()) continue;
     if (c.backend === 'wasm') patchWasmBackend();

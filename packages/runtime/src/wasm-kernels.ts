@@ -29,6 +29,20 @@ export function patchWasmBackend(): void {
   patched = true;
   registerUnsortedSegmentSum();
   replaceBatchMatMul();
+  registerMatMulGradient();
+}
+
+let gradientRegistered = false;
+
+/**
+ * The BatchMatMul gradient of every backend (gradients are global in tfjs). tfjs' own one does
+ * not sum a broadcast batch dimension back to its input's shape ([2,3,5,6] for a [1,5,6]
+ * operand); this one does. On wasm it transposes explicitly (see 2. above); elsewhere (tensorflow,
+ * cpu) it passes transpose flags, which the native kernels take for free.
+ */
+export function registerMatMulGradient(): void {
+  if (gradientRegistered) return;
+  gradientRegistered = true;
   registerExplicitTransposeMatMulGradient();
 }
 
@@ -116,6 +130,14 @@ function registerExplicitTransposeMatMulGradient(): void {
         }
         return tf.reshape(tf.sum(grad, axes, true), like.shape);
       };
+      if (tf.getBackend() !== 'wasm') {
+        // Same math with flags: no transpose is materialised.
+        const mmT = (x: tf.Tensor, y: tf.Tensor, ta: boolean, tb: boolean) => tf.matMul(x, y, ta, tb);
+        if (!transposeA && !transposeB) return { a: () => to(mmT(g, b, false, true), a), b: () => to(mmT(a, g, true, false), b) };
+        if (!transposeA && transposeB) return { a: () => to(mmT(g, b, false, false), a), b: () => to(mmT(g, a, true, false), b) };
+        if (transposeA && !transposeB) return { a: () => to(mmT(b, g, false, true), a), b: () => to(mmT(a, g, false, false), b) };
+        return { a: () => to(mmT(b, g, true, true), a), b: () => to(mmT(g, a, true, true), b) };
+      }
       if (!transposeA && !transposeB) return { a: () => to(mm(g, tT(b)), a), b: () => to(mm(tT(a), g), b) };
       if (!transposeA && transposeB) return { a: () => to(mm(g, b), a), b: () => to(mm(tT(g), a), b) };
       if (transposeA && !transposeB) return { a: () => to(mm(b, tT(g)), a), b: () => to(mm(a, g), b) };

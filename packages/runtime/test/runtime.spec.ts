@@ -1,18 +1,19 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, runtimeInfo, DeviceUnavailableError } from '../src';
+import { initRuntime, runtimeInfo, pinnedBackend, DeviceUnavailableError } from '../src';
 
 describe('initRuntime', () => {
   it('takes the best CPU backend available and logs the choice', async () => {
     const logs: string[] = [];
     const info = await initRuntime({ device: 'cpu', log: (m) => logs.push(m) });
-    // tfjs-node cannot be installed on this machine kind, so wasm is the best CPU backend here.
+    // tfjs-node is the best CPU backend where `npm ci` could install or build it, else wasm,
+    // unless USERPREF_BACKEND pins one.
     let nodeInstalled = true;
     try {
       require.resolve('@tensorflow/tfjs-node');
     } catch {
       nodeInstalled = false;
     }
-    expect(info.backend).toBe(nodeInstalled ? 'tensorflow' : 'wasm');
+    expect(info.backend).toBe(pinnedBackend() ?? (nodeInstalled ? 'tensorflow' : 'wasm'));
     expect(tf.getBackend()).toBe(info.backend);
     expect(runtimeInfo()).toEqual(info);
     expect(logs[0]).toMatch(/^tensor backend: (wasm|tensorflow)/);
@@ -34,6 +35,35 @@ describe('initRuntime', () => {
     if (gpuInstalled) return; // on a GPU machine this path cannot be exercised
     await expect(initRuntime({ device: 'gpu' })).rejects.toThrow(DeviceUnavailableError);
     await expect(initRuntime({ device: 'gpu' })).rejects.toThrow(/npm install @tensorflow\/tfjs-node-gpu/);
+  });
+
+  describe('USERPREF_BACKEND', () => {
+    const saved = process.env.USERPREF_BACKEND;
+    afterEach(() => {
+      if (saved === undefined) delete process.env.USERPREF_BACKEND;
+      else process.env.USERPREF_BACKEND = saved;
+    });
+
+    it('pins the backend for the whole process', async () => {
+      process.env.USERPREF_BACKEND = 'cpu';
+      expect(pinnedBackend()).toBe('cpu');
+      const info = await initRuntime({ device: 'cpu' });
+      expect(info.backend).toBe('cpu');
+      expect(tf.getBackend()).toBe('cpu');
+    });
+
+    it('rejects a value that names no backend', async () => {
+      process.env.USERPREF_BACKEND = 'webgl';
+      await expect(initRuntime({ device: 'cpu' })).rejects.toThrow(/USERPREF_BACKEND='webgl': expected one of tensorflow, wasm, cpu/);
+    });
+
+    it('is an error, not a fallback, when the pinned backend is unavailable', async () => {
+      process.env.USERPREF_BACKEND = 'wasm';
+      // gpu has no wasm candidate: the pin leaves nothing to try.
+      await expect(initRuntime({ device: 'gpu' })).rejects.toThrow(DeviceUnavailableError);
+      expect(pinnedBackend({ USERPREF_BACKEND: ' tensorflow ' })).toBe('tensorflow');
+      expect(pinnedBackend({})).toBeUndefined();
+    });
   });
 
   it('rejects an unknown device', async () => {
