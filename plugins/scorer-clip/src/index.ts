@@ -5,7 +5,7 @@
  */
 import * as path from 'path';
 import { ContainerModule } from 'inversify';
-import { PluginOptions, RunContext, ZeroShotScorer, optionsName, type Contribution, type OptionsSchema, type UserprefPlugin } from '@userpref/core';
+import { PATH_FORMAT, PluginOptions, RunContext, ZeroShotScorer, optionsName, type Contribution, type OptionsSchema, type UserprefPlugin } from '@userpref/core';
 import { AestheticScore, ClipScore } from './scorers';
 
 export { AestheticScore, ClipScore, applyLinearChain, readLinearChain } from './scorers';
@@ -14,7 +14,7 @@ export { ClipEncoder, CLIP_FILES, MissingModelFileError, checkClipDir, cosine } 
 export { parseClipImageConfig, pixelValues, resizeAndCrop, resizePil, shortestEdgeTarget, centerCrop } from './preprocess';
 export type { ClipImageConfig } from './preprocess';
 
-const pathOption = (what: string) => ({ type: 'string', minLength: 1, description: `${what} Relative paths resolve against the run config's folder.` });
+const pathOption = (what: string) => ({ type: 'string', format: PATH_FORMAT, minLength: 1, description: `${what} Relative paths resolve against the run config's folder.` });
 const batchSize = { type: 'integer', minimum: 1, default: 8, description: 'Images per image-encoder call.' };
 const logitScale = (def: number, why: string) => ({ type: 'number', exclusiveMinimum: 0, default: def, description: `exp(logit_scale) of the checkpoint, multiplying the cosine (${why}). It does not change which image wins, only the score gap the pickscore tie threshold sees.` });
 
