@@ -25,8 +25,9 @@ export interface VisionOutput {
   readonly patchValid: Uint8Array;
 }
 
-/** Vector width of torch's float32 arange kernel on x86 CPUs: Vectorized<float> of its AVX2 build
- *  (8 lanes; arange has no AVX512 variant, so AVX512 machines run the AVX2 kernel too). */
+/** Lanes of Vectorized<float> in torch's CPU arange kernel: 8 on x86 (measured with torch 2.13 on
+ *  an AVX512 machine: 8 fits every grid up to 128, 4 and 16 do not; its AVX2 kernel is the one
+ *  that runs). Other CPU builds (ARM) may vectorise differently; the reference is x86 torch. */
 const ARANGE_LANES = 8;
 
 const boundaryCache = new Map<number, Float32Array>();
