@@ -28,6 +28,8 @@ export function markdownTable(r: SuiteReport): string {
       );
     }
   }
+  // Rows that were asked for but could not be computed on this data say so, instead of vanishing.
+  for (const x of r.leftOut ?? []) lines.push('', `Left out: ${x.label} (${x.reason}).`);
   if (r.curve.length) {
     lines.push('', `Accuracy of ${r.curveModel ?? r.rows[0]?.label} against the number of reference pairs:`, '', '| reference pairs | accuracy % | 95% CI |', '|---:|---:|---|');
     for (const p of r.curve) lines.push(`| ${p.referencePairs} | ${pct(p.accuracy)} | ${pct(p.ci95[0])}-${pct(p.ci95[1])} |`);

@@ -50,6 +50,7 @@ describe('evaluation suite', () => {
     const why = "the test split's comparisons carry no hidden utilities (the true preference probabilities that only synthetic data such as synthpick records), so there is no Bayes-optimal accuracy";
     expect(report.leftOut).toEqual([{ label: 'bayes-optimal', reason: why }]);
     expect(logger.records.filter((r) => r.level === 'warn').map((r) => r.message)).toContain(`bayes-optimal baseline left out: ${why}`);
+    expect(markdownTable(report)).toContain(`\nLeft out: bayes-optimal (${why}).\n`);
     expect(row('stage1').accuracy).toBeGreaterThan(0.8);
     // Without references the toy model has no information: exactly 0.5 (equal scores earn half credit).
     expect(row('no-refs').accuracy).toBeCloseTo(0.5, 6);
