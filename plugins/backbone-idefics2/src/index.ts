@@ -6,7 +6,7 @@
  * attention-probe capability (Idefics2AttentionProbe) that similar-user mining reads.
  */
 import { ContainerModule, inject, injectable, named } from 'inversify';
-import { Backbone, Logger, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
+import { Backbone, Logger, PATH_FORMAT, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
 import { DEFAULT_BACKBONE_OPTIONS, Idefics2Backbone, type Idefics2BackboneOptions } from './backbone';
 
 export { Idefics2Backbone, DEFAULT_BACKBONE_OPTIONS, historyLength } from './backbone';
@@ -47,7 +47,7 @@ export const contributions: Contribution[] = [
     optionsSchema: {
       type: 'object',
       properties: {
-        path: { type: 'string', description: 'Checkpoint directory (config.json, model.safetensors or shards, tokenizer and processor files), relative to the config file.' },
+        path: { type: 'string', format: PATH_FORMAT, description: 'Checkpoint directory (config.json, model.safetensors or shards, tokenizer and processor files), relative to the config file.' },
         lora: {
           type: 'object',
           description: 'LoRA of the paper (PEFT semantics: scale alpha/r, dropout on the input in training only, B = 0 at init).',
@@ -61,13 +61,13 @@ export const contributions: Contribution[] = [
           default: {},
           additionalProperties: false,
         },
-        adapterPath: { type: ['string', 'null'], default: null, description: 'PEFT adapter directory to load at init (e.g. the stage-1 LoRA for stage 2).' },
+        adapterPath: { type: ['string', 'null'], format: PATH_FORMAT, default: null, description: 'PEFT adapter directory to load at init (e.g. the stage-1 LoRA for stage 2).' },
         mergeAdapter: { type: 'boolean', default: false, description: 'Fold the adapter into the weights after loading (inference only: no trainable LoRA remains).' },
         usePrompt: { type: 'boolean', default: d.usePrompt, description: "Put \"The prompt is '...'\" in the user turns (the original's --use_prompt, parsed as a real boolean)." },
         maxPromptLen: { type: ['integer', 'null'], minimum: 0, default: d.maxPromptLen, description: 'Cut prompts to this many characters (code points, as the original); null keeps them whole.' },
         dtype: { enum: ['float32'], default: d.dtype, description: 'Compute dtype (weights in bf16/f16/f32 files are converted on load).' },
         imageCacheBytes: { type: 'integer', minimum: 0, default: d.imageCacheBytes, description: 'Memory budget in bytes of the vision-tower output cache (LRU by content hash, outside the wasm heap; 0 = no memory cache).' },
-        imageCacheDir: { type: ['string', 'null'], default: null, description: 'Directory of an on-disk vision-output cache (safetensors per image, named by content hash + a fingerprint of the vision weights), reused across runs; relative to the config file. null = memory only.' },
+        imageCacheDir: { type: ['string', 'null'], format: PATH_FORMAT, default: null, description: 'Directory of an on-disk vision-output cache (safetensors per image, named by content hash + a fingerprint of the vision weights), reused across runs; relative to the config file. null = memory only.' },
         sharedPrefix: { type: 'boolean', default: d.sharedPrefix, description: 'Run the reference history shared by the liked- and disliked-target sequences once (KV prefix) and only the two target turns separately; false runs two full sequences (same logits, slower).' },
       },
       required: ['path'],

@@ -11,7 +11,7 @@
  */
 import * as path from 'path';
 import type { Logger, PreferenceDataset, PreferenceExample, PreferenceImage, PreferenceSplit, ReferencePair, RgbImage, SplitName, SplitStats, UserGroups, UserGroupsProvider } from '@userpref/core';
-import { Rng } from '@userpref/core';
+import { PATH_FORMAT, Rng } from '@userpref/core';
 import { clustersFromProcessed } from './clusters';
 import { decodeRgb } from './images';
 import { ProcessedStore, SPLITS, dislikedOf, likedOf, type SplitIndex, type StoredComparison } from './store';
@@ -30,7 +30,7 @@ export interface PickapicOptions {
 export const pickapicOptionsSchema = {
   type: 'object' as const,
   properties: {
-    path: { type: 'string', description: 'Processed dataset directory written by `cli.ts import` (relative paths resolve against the config file folder).' },
+    path: { type: 'string', format: PATH_FORMAT, description: 'Processed dataset directory written by `cli.ts import` (relative paths resolve against the config file folder).' },
     refPairNum: { type: 'integer', minimum: 0, default: 8, description: 'Reference pairs (liked, disliked, prompt) per example; the paper uses 8.' },
     tooFewReferences: {
       enum: ['skip', 'fewer'],

@@ -63,10 +63,10 @@ describe('saving and loading preference tokens', () => {
     await expect(narrower.load(dir)).rejects.toThrow(/has shape \[3, 5\] but the configured length x hidden size is \[3, 4\]/);
     const pool = new PromptPoolTokens({}, 1);
     await expect(pool.load(dir)).rejects.toThrow(`preference tokens 'prompt-pool': ${dir} holds 'prompt' tokens, not 'prompt-pool'`);
-    await expect(a.load(path.join(tmp, 'nowhere'))).rejects.toThrow(/nowhere does not exist/);
+    await expect(a.load(path.join(tmp, 'nowhere'))).rejects.toThrow(/preference tokens not found: .*nowhere/);
     const empty = path.join(tmp, 'empty');
     await fs.mkdir(empty);
-    await expect(a.load(empty)).rejects.toThrow(`preference tokens: ${empty} has no ${TENSORS_FILE} (nor a prompt_pool.pt)`);
+    await expect(a.load(empty)).rejects.toThrow(`preference tokens not found: ${empty} (no ${TENSORS_FILE} (nor a prompt_pool.pt) in it)`);
     [a, narrower].forEach((t) => t.dispose());
   });
 
