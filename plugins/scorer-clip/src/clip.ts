@@ -55,6 +55,7 @@ export class ClipEncoder {
   private visionModel?: Transformers.PreTrainedModel;
   private imageConfig?: ClipImageConfig;
   private maxLength = 77;
+  private textInputs: string[] = ['input_ids'];
 
   constructor(
     readonly dir: string,
@@ -66,7 +67,10 @@ export class ClipEncoder {
   async init(): Promise<void> {
     await checkClipDir(this.dir, this.parts);
     offline();
-    const opts = { local_files_only: true, dtype: 'fp32' as const, device: 'cpu' as const };
+    // Weights over 2 GB (ViT-H-14's image tower in float32) sit in onnx/<name>.onnx_data beside the graph.
+    const external = async (name: string) => fs.stat(path.join(this.dir, 'onnx', `${name}.onnx_data`)).then((s) => s.isFile(), () => false);
+    const external_data = { 'text_model.onnx': await external('text_model'), 'vision_model.onnx': await external('vision_model') };
+    const opts = { local_files_only: true, dtype: 'fp32' as const, device: 'cpu' as const, use_external_data_format: external_data };
     // An absolute path is not a Hub id: transformers.js reads <dir>/<file> directly.
     if (this.parts !== 'vision') {
       this.tokenizer = await transformers.AutoTokenizer.from_pretrained(this.dir, { local_files_only: true });
@@ -75,6 +79,7 @@ export class ClipEncoder {
       const tokLimit = this.tokenizer.model_max_length;
       this.maxLength = Math.min(positions, typeof tokLimit === 'number' && Number.isFinite(tokLimit) && tokLimit > 2 ? tokLimit : positions);
       this.textModel = await transformers.CLIPTextModelWithProjection.from_pretrained(this.dir, opts);
+      this.textInputs = (this.textModel as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model?.inputNames ?? ['input_ids'];
     }
     if (this.parts !== 'text') {
       const file = path.join(this.dir, 'preprocessor_config.json');
@@ -103,7 +108,11 @@ export class ClipEncoder {
   /** [d] projected text embedding of one prompt. */
   async textEmbedding(prompt: string): Promise<Float32Array> {
     if (!this.textModel) throw new Error(`${this.dir}: the text encoder is not loaded`);
-    const out = (await this.textModel({ input_ids: this.encode(prompt) })) as { text_embeds: Transformers.Tensor };
+    const inputIds = this.encode(prompt);
+    // Exports that also take an attention mask get all ones: one unpadded prompt at a time.
+    const feeds: Record<string, Transformers.Tensor> = { input_ids: inputIds };
+    if (this.textInputs.includes('attention_mask')) feeds.attention_mask = new transformers.Tensor('int64', new BigInt64Array(inputIds.dims[1]).fill(1n), inputIds.dims);
+    const out = (await this.textModel(feeds)) as { text_embeds: Transformers.Tensor };
     return Float32Array.from(out.text_embeds.data as Float32Array);
   }
 

@@ -40,7 +40,7 @@ export const contributions: Contribution[] = [
     kind: 'scorer',
     name: 'pickscore',
     description: 'PickScore (Kirstain et al. 2023): the CLIP score of yuvalkirstain/PickScore_v1, a CLIP-H fine-tuned on Pick-a-Pic; the same code as clip with its weights (export it to ONNX, see the README).',
-    optionsSchema: clipSchema('PickScore', "100: PickScore_v1's trained logit_scale"),
+    optionsSchema: clipSchema('PickScore', "set it to the exp(logit_scale) clip_onnx.py prints for the checkpoint"),
   },
   {
     kind: 'scorer',
