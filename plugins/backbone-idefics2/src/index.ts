@@ -33,6 +33,19 @@ export { Idefics2AttentionProbe } from './probe/probe';
 export type { ProbeForward } from './probe/probe';
 export { targetToPrefixAttention } from './probe/attention';
 export type { TargetRows } from './probe/attention';
+// Building blocks other backbones of the same family reuse by import (@userpref/backbone-idefics3):
+// the SigLIP vision tower, the decoder (RoPE, GQA, RMSNorm, SwiGLU) on packed rows, the
+// key-value prefix, the vision-output cache, the image rescale/normalise step.
+export type { Idefics2Params, VisionLayerParams, TextLayerParams, Norm } from './model/weights';
+export { visionTower, patchLayout } from './model/vision';
+export { textForward, textForwardPacked, mergeInputEmbeddings, rowContext, lastRealIndex } from './model/text';
+export type { PackedTextInput, PackedTextOptions, PackedTextResult } from './model/text';
+export type { AttentionSegment, RowRange } from './model/attention';
+export { runPrefix, runAfterPrefix, PrefixKv } from './model/prefix-kv';
+export { VisionCache } from './model/vision-cache';
+export type { VisionEntry, VisionCacheStats, VisionCacheOptions } from './model/vision-cache';
+export { processImage, resizeBilinearPil } from './processor/image';
+export type { ImageProcessorConfig } from './processor/image';
 export { writeIdefics2Checkpoint, countParameters, presetConfig, PRESETS, buildTokenizer, IDEFICS2_CHAT_TEMPLATE } from './checkpoint';
 export type { PresetName, WeightDtype, Idefics2Sizes, WriteCheckpointOptions, WrittenCheckpoint } from './checkpoint';
 

@@ -1,0 +1,578 @@
+/**
+ * The Backbone contract (packages/core) on the tfjs Idefics3 / SmolVLM: the processor builds the
+ * SPEC §2 sequence with each image as its tiles plus a global image, the model scores it, LoRA
+ * (the IDEFICS2 plugin's PEFT adapter) adapts the connector and the text model.
+ *
+ * As in the IDEFICS2 backbone:
+ * - `prepare` runs the frozen vision tower once per unique image (all its tiles), through the
+ *   IDEFICS2 plugin's byte-budgeted, optionally on-disk VisionCache keyed by content hash and a
+ *   fingerprint of the vision weights;
+ * - `pairLogits` runs the LoRA-adapted connector on the batch's tiles, then the text model; with
+ *   the shared prefix (default) the reference history of an example runs once and the liked and
+ *   disliked target turns run on its keys (packed rows, per-segment attention); `sharedPrefix:
+ *   false` runs two complete sequences and gives the same logits;
+ * - preference tokens go before the first token of both sequences; PrefixContext.historyMean is
+ *   the mean input embedding of the reference history (up to the last <end_of_utterance> before
+ *   the target image);
+ * - `openHistory` keeps the history's key-value state and scores candidates on it.
+ *
+ * What differs: the target turn's tokens depend on the candidate's tile layout (rows x cols), so
+ * the liked and the disliked sequence may differ in length after the shared prefix, and each
+ * candidate of a history session has its own target turn.
+ */
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import { requirePath, type Backbone, type CandidateReadout, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext } from '@userpref/core';
+import {
+  EVAL,
+  LoraAdapter,
+  VisionCache,
+  historyLength,
+  rowContext,
+  runAfterPrefix,
+  runPrefix,
+  textForwardPacked,
+  type AttentionSegment,
+  type ForwardContext,
+  type Idefics2Model,
+  type LoraInit,
+  type LoraSettings,
+  type PrefixKv,
+  type VisionCacheStats,
+  type VisionEntry,
+} from '@userpref/backbone-idefics2';
+import { Idefics3Model } from './model/idefics3';
+import { processIdefics3Image, tileLayout } from './processor/image';
+import { Idefics3Processor, type TileLayout } from './processor/processor';
+
+/**
+ * The paper's LoRA targets on this architecture: the attention and MLP projections of the text
+ * model (as on IDEFICS2's Mistral) and the connector's modality projection (IDEFICS2's connector is
+ * its SwiGLU projection + perceiver; here it is the one `proj` Linear). The vision tower stays frozen.
+ */
+export const IDEFICS3_TARGET_MODULES = '.*(text_model.*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj)|modality_projection\\.proj)$';
+
+export interface Idefics3BackboneOptions {
+  readonly path: string;
+  readonly lora: { readonly r: number; readonly alpha: number; readonly dropout: number; readonly targetModules: string; readonly init: LoraInit };
+  readonly adapterPath?: string | null;
+  readonly mergeAdapter?: boolean;
+  readonly usePrompt: boolean;
+  readonly maxPromptLen: number | null;
+  /** Override of the checkpoint's do_image_splitting (null keeps it). */
+  readonly imageSplitting?: boolean | null;
+  readonly dtype: 'float32';
+  readonly imageCacheBytes: number;
+  readonly imageCacheDir?: string | null;
+  readonly sharedPrefix?: boolean;
+}
+
+export const DEFAULT_IDEFICS3_OPTIONS: Omit<Idefics3BackboneOptions, 'path'> = {
+  lora: { r: 8, alpha: 8, dropout: 0.1, targetModules: IDEFICS3_TARGET_MODULES, init: 'gaussian' },
+  adapterPath: null,
+  mergeAdapter: false,
+  usePrompt: true,
+  maxPromptLen: 100,
+  imageSplitting: null,
+  dtype: 'float32',
+  imageCacheBytes: 2 ** 30,
+  imageCacheDir: null,
+  sharedPrefix: true,
+};
+
+/** Candidates scored per forward in a history session. */
+const HISTORY_CHUNK = 8;
+
+/** One encoded sequence pair of an example. */
+interface ExampleRows {
+  /** Tokens before the target image's expansion (shared by both sequences). */
+  readonly prefix: Int32Array;
+  readonly likedSuffix: Int32Array;
+  readonly dislikedSuffix: Int32Array;
+  /** Unique-image indices of the reference images, in sequence order. */
+  readonly refs: number[];
+  readonly liked: number;
+  readonly disliked: number;
+  /** Length of the reference history (what historyMean averages). */
+  readonly history: number;
+}
+
+class Idefics3PreparedBatch implements PreparedBatch {
+  constructor(
+    readonly size: number,
+    /** [tiles of all unique images, patches, d_vision] (owned). */
+    readonly context: tf.Tensor3D,
+    /** First tile and tile count of each unique image in `context`. */
+    readonly tileRanges: ReadonlyArray<readonly [number, number]>,
+    readonly rows: readonly ExampleRows[],
+    /** Unique prefix of each example (examples with the same history share one unless a prefix provider is set). */
+    readonly prefixOf: Int32Array,
+    readonly prefixCount: number,
+  ) {}
+
+  dispose(): void {
+    this.context.dispose();
+  }
+}
+
+/** Tile indices of `images` (unique-image indices) in order. */
+function tileIndices(ranges: ReadonlyArray<readonly [number, number]>, images: readonly number[]): number[] {
+  const out: number[] = [];
+  for (const i of images) for (let t = 0; t < ranges[i][1]; t++) out.push(ranges[i][0] + t);
+  return out;
+}
+
+/** Rows `indices` of t [n, ...] (one slice when consecutive, else a gather). */
+function takeRows(t: tf.Tensor3D, indices: readonly number[]): tf.Tensor3D {
+  if (indices.length === t.shape[0] && indices.every((v, i) => v === i)) return t;
+  const consecutive = indices.every((v, i) => i === 0 || v === indices[i - 1] + 1);
+  if (consecutive) return tf.slice(t, [indices[0], 0, 0], [indices.length, -1, -1]);
+  return tf.gather(t, tf.tensor1d(Array.from(indices), 'int32')) as tf.Tensor3D;
+}
+
+const sameLayout = (a: TileLayout, b: TileLayout) => a.rows === b.rows && a.cols === b.cols;
+const concatIds = (a: Int32Array, b: Int32Array) => {
+  const out = new Int32Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+};
+
+export class Idefics3Backbone implements Backbone {
+  private model: Idefics3Model | null = null;
+  private processor: Idefics3Processor | null = null;
+  private adapter: LoraAdapter | null = null;
+  private cache: VisionCache | null = null;
+  private prefix: PrefixProvider | null = null;
+  private readonly layouts = new Map<string, TileLayout>();
+  private checkpointDir = '';
+
+  readonly options: Idefics3BackboneOptions;
+
+  /** Options as the plugin's schema fills them; omitted ones take DEFAULT_IDEFICS3_OPTIONS. */
+  constructor(
+    options: Partial<Idefics3BackboneOptions> & { path: string },
+    private readonly run: RunContext,
+    private readonly logger?: Logger,
+  ) {
+    this.options = { ...DEFAULT_IDEFICS3_OPTIONS, ...options, lora: { ...DEFAULT_IDEFICS3_OPTIONS.lora, ...options.lora } };
+  }
+
+  async init(): Promise<void> {
+    const dir = path.resolve(this.run.baseDir, this.options.path);
+    await requirePath('checkpoint', dir, 'config.json');
+    this.checkpointDir = dir;
+    const started = Date.now();
+    this.model = await Idefics3Model.load(dir);
+    const c = this.model.config;
+    this.processor = await Idefics3Processor.fromPretrained(
+      dir,
+      { usePrompt: this.options.usePrompt, maxPromptLen: this.options.maxPromptLen, imageSplitting: this.options.imageSplitting ?? null },
+      { imageSeqLen: c.imageSeqLen, tileSize: c.vision.imageSize, imageTokenId: c.imageTokenId },
+    );
+    if (this.model.loadReport.unused.length > 0) this.logger?.warn(`${this.model.loadReport.unused.length} checkpoint tensors are not used by the model`, { examples: this.model.loadReport.unused.slice(0, 5) });
+    this.cache = new VisionCache({
+      maxBytes: this.options.imageCacheBytes,
+      dir: this.options.imageCacheDir ? path.resolve(this.run.baseDir, this.options.imageCacheDir) : null,
+      tensors: () => this.visionTensors(),
+      context: { arch: 'idefics3', vision: c.vision, image: this.processor.imageConfig },
+      onWarn: (message, fields) => this.logger?.warn(message, fields),
+    });
+    const lora: LoraSettings = { ...this.options.lora };
+    this.adapter = LoraAdapter.attach(this.loraTarget(), lora, this.run.seed);
+    if (this.options.adapterPath) await this.loadAdapter(path.resolve(this.run.baseDir, this.options.adapterPath));
+    if (this.options.mergeAdapter) this.adapter.merge();
+    this.logger?.info('idefics3 backbone ready', {
+      dir,
+      seconds: (Date.now() - started) / 1000,
+      modelType: c.modelType,
+      textHidden: c.text.hiddenSize,
+      layers: c.text.numLayers,
+      imageSeqLen: c.imageSeqLen,
+      imageSplitting: this.processor.imageConfig.doImageSplitting,
+      loraModules: this.adapter.modules.length,
+      loraParameters: this.adapter.numParameters(),
+    });
+  }
+
+  /**
+   * The IDEFICS2 plugin's LoraAdapter attaches to any model through its `linears()` (Hugging Face
+   * module names per fused part); its parameter is typed as that plugin's model class.
+   */
+  private loraTarget(): Idefics2Model {
+    const m = this.m;
+    return { linears: () => m.linears() } as unknown as Idefics2Model;
+  }
+
+  private get m(): Idefics3Model {
+    if (!this.model) throw new Error('backbone idefics3: init() has not been called');
+    return this.model;
+  }
+
+  private get p(): Idefics3Processor {
+    if (!this.processor) throw new Error('backbone idefics3: init() has not been called');
+    return this.processor;
+  }
+
+  get idefics3(): Idefics3Model {
+    return this.m;
+  }
+
+  get textHiddenSize(): number {
+    return this.m.config.text.hiddenSize;
+  }
+
+  get readout(): ReadoutTokens {
+    return this.p.readout;
+  }
+
+  private visionTensors(): Array<[string, tf.Tensor]> {
+    const v = this.m.params.vision;
+    const out: Array<[string, tf.Tensor]> = [['patch_w', v.patchW], ['patch_b', v.patchB], ['pos_emb', v.posEmb], ['post.w', v.post.w]];
+    if (v.post.b) out.push(['post.b', v.post.b]);
+    v.layers.forEach((l, i) => {
+      out.push([`${i}.ln1.w`, l.ln1.w], [`${i}.ln2.w`, l.ln2.w]);
+      if (l.ln1.b) out.push([`${i}.ln1.b`, l.ln1.b]);
+      if (l.ln2.b) out.push([`${i}.ln2.b`, l.ln2.b]);
+      for (const [name, lin] of [['qkv', l.qkv], ['out', l.out], ['fc1', l.fc1], ['fc2', l.fc2]] as const) {
+        out.push([`${i}.${name}.w`, lin.w]);
+        if (lin.b) out.push([`${i}.${name}.b`, lin.b]);
+        for (const p of lin.parts) if (p.lora) out.push([`${p.name}.lora_a`, p.lora.a], [`${p.name}.lora_b`, p.lora.b]);
+      }
+    });
+    return out;
+  }
+
+  private get visionCache(): VisionCache {
+    if (!this.cache) throw new Error('backbone idefics3: init() has not been called');
+    return this.cache;
+  }
+
+  visionCacheStats(): VisionCacheStats {
+    return this.visionCache.stats();
+  }
+
+  /** Tile layout of an image (from its size; remembered by content hash). */
+  private async layout(image: PreferenceImage): Promise<TileLayout> {
+    let l = this.layouts.get(image.id);
+    if (!l) {
+      const rgb = await image.decode();
+      l = tileLayout(rgb.height, rgb.width, this.p.imageConfig);
+      this.layouts.set(image.id, l);
+    }
+    return l;
+  }
+
+  /** Vision-tower output of all tiles of an image ([tiles * patches, d] in `hidden`). */
+  private async vision(image: PreferenceImage): Promise<VisionEntry> {
+    const cache = this.visionCache;
+    const hit = await cache.get(image.id);
+    if (hit) return hit;
+    const rgb = await image.decode();
+    const px = processIdefics3Image(rgb, this.p.imageConfig);
+    this.layouts.set(image.id, { rows: px.rows, cols: px.cols });
+    const pixels = tf.tensor4d(px.pixelValues, [px.tiles, 3, px.size, px.size]);
+    const hidden = this.m.visionTower(pixels);
+    pixels.dispose();
+    const [tiles, patches, width] = hidden.shape;
+    const entry: VisionEntry = { hidden: hidden.dataSync() as Float32Array, patches: tiles * patches, width, patchValid: new Uint8Array(tiles * patches).fill(1) };
+    hidden.dispose();
+    await cache.put(image.id, entry);
+    return entry;
+  }
+
+  /** [tiles, patches, d_vision] of `images` (unique, in order) and each image's tile range. */
+  private async visionContext(images: readonly PreferenceImage[]): Promise<{ context: tf.Tensor3D; ranges: Array<[number, number]> }> {
+    const c = this.m.config.vision;
+    const P = c.numPatchesPerSide * c.numPatchesPerSide;
+    const entries: VisionEntry[] = [];
+    for (const im of images) entries.push(await this.vision(im));
+    const total = entries.reduce((s, e) => s + e.patches, 0);
+    const data = new Float32Array(total * c.hiddenSize);
+    const ranges: Array<[number, number]> = [];
+    let row = 0;
+    for (const e of entries) {
+      if (e.width !== c.hiddenSize || e.patches % P !== 0) throw new Error(`vision output of ${e.patches} x ${e.width} does not fit tiles of ${P} patches x ${c.hiddenSize}`);
+      data.set(e.hidden, row * c.hiddenSize);
+      ranges.push([row / P, e.patches / P]);
+      row += e.patches;
+    }
+    return { context: tf.tensor3d(data, [total / P, P, c.hiddenSize]), ranges };
+  }
+
+  /** Encodes an example's two sequences; `layouts` are the references' then the candidates'. */
+  private encodePair(chat: ReturnType<Idefics3Processor['messages']>['messages'], refLayouts: TileLayout[], liked: TileLayout, disliked: TileLayout): { prefix: Int32Array; likedSuffix: Int32Array; dislikedSuffix: Int32Array; history: number } {
+    const p = this.p;
+    const a = p.encode(chat, [...refLayouts, liked]);
+    const prefix = a.inputIds.slice(0, a.targetStart);
+    const likedSuffix = a.inputIds.slice(a.targetStart);
+    let dislikedSuffix = likedSuffix;
+    if (!sameLayout(liked, disliked)) {
+      const b = p.encode(chat, [...refLayouts, disliked]);
+      if (b.targetStart !== a.targetStart || b.inputIds.subarray(0, b.targetStart).some((id, i) => id !== prefix[i])) throw new Error('backbone idefics3: the two candidates change the tokens before the target image');
+      dislikedSuffix = b.inputIds.slice(b.targetStart);
+    }
+    return { prefix, likedSuffix, dislikedSuffix, history: historyLength(a.inputIds, a.targetStart, p.tokens.endOfUtterance) };
+  }
+
+  async prepare(batch: PreferenceBatch): Promise<PreparedBatch> {
+    const B = batch.length;
+    if (B === 0) throw new Error('backbone idefics3: empty batch');
+    const unique = new Map<string, { index: number; image: PreferenceImage }>();
+    const indexOf = (img: PreferenceImage) => {
+      let u = unique.get(img.id);
+      if (!u) unique.set(img.id, (u = { index: unique.size, image: img }));
+      return u.index;
+    };
+    const rows: ExampleRows[] = [];
+    const prefixKeys = new Map<string, number>();
+    const prefixOf = new Int32Array(B);
+    const dedupe = this.prefix === null;
+    for (const [b, ex] of batch.entries()) {
+      const { messages, references } = this.p.messages(ex);
+      const refLayouts: TileLayout[] = [];
+      for (const im of references) refLayouts.push(await this.layout(im));
+      const likedImage = ex.target.label0 >= 0.5 ? ex.target.image0 : ex.target.image1;
+      const dislikedImage = ex.target.label0 >= 0.5 ? ex.target.image1 : ex.target.image0;
+      const enc = this.encodePair(messages, refLayouts, await this.layout(likedImage), await this.layout(dislikedImage));
+      const refs = references.map(indexOf);
+      rows.push({ ...enc, refs, liked: indexOf(likedImage), disliked: indexOf(dislikedImage) });
+      const key = dedupe ? `${enc.prefix.join(',')}|${refs.join(',')}` : `#${b}`;
+      let u = prefixKeys.get(key);
+      if (u === undefined) prefixKeys.set(key, (u = prefixKeys.size));
+      prefixOf[b] = u;
+    }
+    const { context, ranges } = await this.visionContext([...unique.values()].map((u) => u.image));
+    return new Idefics3PreparedBatch(B, context, ranges, rows, prefixOf, prefixKeys.size);
+  }
+
+  pairLogits(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
+    if (!(prepared instanceof Idefics3PreparedBatch)) throw new Error("backbone idefics3: pairLogits needs a batch from this backbone's prepare()");
+    return this.options.sharedPrefix === false ? this.fullPath(prepared, options) : this.sharedPath(prepared, options);
+  }
+
+  /** Two complete sequences per example (the reference path for the shared prefix). */
+  pairLogitsFull(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
+    if (!(prepared instanceof Idefics3PreparedBatch)) throw new Error("backbone idefics3: pairLogitsFull needs a batch from this backbone's prepare()");
+    return this.fullPath(prepared, options);
+  }
+
+  /** The preference tokens for history weights [B, T] over embeddings [B, T, d]. */
+  private prefixTokens(weights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
+    const d = this.m.config.text.hiddenSize;
+    const T = embeds.shape[1];
+    const historyMean = tf.reshape(tf.matMul(tf.tensor3d(weights, [B, 1, T]), embeds), [B, d]) as tf.Tensor2D;
+    const out = this.prefix!.prefix({ historyMean });
+    if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
+    return out;
+  }
+
+  private fullPath(prepared: Idefics3PreparedBatch, options: ForwardOptions): PairLogits {
+    const m = this.m;
+    const B = prepared.size;
+    const ctx: ForwardContext = { training: options.training, seed: options.seed };
+    const pad = this.p.tokens.pad;
+    return tf.tidy(() => {
+      const feats = m.connector(prepared.context, ctx);
+      const seqs = [...prepared.rows.map((r) => concatIds(r.prefix, r.likedSuffix)), ...prepared.rows.map((r) => concatIds(r.prefix, r.dislikedSuffix))];
+      const images = [...prepared.rows.map((r) => [...r.refs, r.liked]), ...prepared.rows.map((r) => [...r.refs, r.disliked])];
+      const T = Math.max(...seqs.map((s) => s.length));
+      const ids = new Int32Array(2 * B * T).fill(pad);
+      const mask = new Uint8Array(2 * B * T);
+      seqs.forEach((s, i) => {
+        ids.set(s, i * T);
+        mask.fill(1, i * T, i * T + s.length);
+      });
+      const perSeq = takeRows(feats, tileIndices(prepared.tileRanges, images.flat()));
+      let prefix: tf.Tensor3D | undefined;
+      let auxLoss: tf.Scalar | undefined;
+      if (this.prefix) {
+        const likedTiles = tileIndices(prepared.tileRanges, images.slice(0, B).flat()).length;
+        const base = m.embed(ids.subarray(0, B * T), B, T, tf.slice(perSeq, [0, 0, 0], [likedTiles, -1, -1]), mask.subarray(0, B * T));
+        const weights = new Float32Array(B * T);
+        prepared.rows.forEach((r, b) => weights.fill(1 / r.history, b * T, b * T + r.history));
+        const out = this.prefixTokens(weights, base.embeds, B);
+        prefix = tf.concat([out.embeddings, out.embeddings], 0) as tf.Tensor3D;
+        auxLoss = out.auxLoss;
+      }
+      const emb = m.embed(ids, 2 * B, T, perSeq, mask, prefix);
+      const { logits } = m.textForward(emb.embeds, { attentionMask: emb.attentionMask, lastIndex: emb.lastIndex, ctx });
+      const [liked, disliked] = tf.split(logits, 2, 0) as [tf.Tensor2D, tf.Tensor2D];
+      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+    });
+  }
+
+  /** Each unique reference prefix once, then the liked and disliked target turns of its examples on its keys. */
+  private sharedPath(prepared: Idefics3PreparedBatch, options: ForwardOptions): PairLogits {
+    const m = this.m;
+    const B = prepared.size;
+    const d = m.config.text.hiddenSize;
+    const ctx: ForwardContext = { training: options.training, seed: options.seed };
+    const Up = prepared.prefixCount;
+    if (this.prefix && Up !== B) throw new Error('backbone idefics3: a batch prepared without a prefix provider cannot run with one (prepare() again after setPrefixProvider)');
+    return tf.tidy(() => {
+      const feats = m.connector(prepared.context, ctx);
+      const embedRow = (ids: Int32Array, images: number[]) => {
+        const t = images.length > 0 ? takeRows(feats, tileIndices(prepared.tileRanges, images)) : null;
+        return tf.reshape(m.embed(ids, 1, ids.length, t).embeds, [ids.length, d]) as tf.Tensor2D;
+      };
+      const readAt: Array<{ liked: [number, number]; disliked: [number, number] }> = [];
+      const groupLogits: tf.Tensor2D[] = [];
+      let auxLoss: tf.Scalar | undefined;
+      const auxTerms: tf.Scalar[] = [];
+      for (let u = 0; u < Up; u++) {
+        const members = [...Array(B).keys()].filter((b) => prepared.prefixOf[b] === u);
+        const first = prepared.rows[members[0]];
+        let prefixRows = embedRow(first.prefix, first.refs);
+        if (this.prefix) {
+          const weights = new Float32Array(first.prefix.length).fill(1 / first.history, 0, first.history);
+          const out = this.prefixTokens(weights, tf.expandDims(prefixRows, 0) as tf.Tensor3D, 1);
+          prefixRows = tf.concat([tf.reshape(out.embeddings, [out.embeddings.shape[1], d]), prefixRows], 0) as tf.Tensor2D;
+          if (out.auxLoss) auxTerms.push(out.auxLoss);
+        }
+        const len = prefixRows.shape[0];
+        const pieces: tf.Tensor2D[] = [prefixRows];
+        const positions: number[] = Array.from({ length: len }, (_, t) => t);
+        const segments: AttentionSegment[] = [{ query: { start: 0, len }, keys: [{ start: 0, len }], causalOffset: 0 }];
+        const readRows: number[] = [];
+        let row = len;
+        for (const which of ['liked', 'disliked'] as const) {
+          for (const b of members) {
+            const r = prepared.rows[b];
+            const suffix = which === 'liked' ? r.likedSuffix : r.dislikedSuffix;
+            pieces.push(embedRow(suffix, [which === 'liked' ? r.liked : r.disliked]));
+            const sl = suffix.length;
+            for (let t = 0; t < sl; t++) positions.push(len + t);
+            segments.push({ query: { start: row, len: sl }, keys: [{ start: 0, len }, { start: row, len: sl }], causalOffset: len });
+            const at = readRows.push(row + sl - 1) - 1;
+            readAt[b] ??= { liked: [0, 0], disliked: [0, 0] };
+            readAt[b][which] = [u, at];
+            row += sl;
+          }
+        }
+        const packed = tf.concat(pieces, 0) as tf.Tensor2D;
+        groupLogits.push(textForwardPacked(m.view.params, m.view.config, { embeds: packed, positions, segments, readRows }, { ctx: rowContext(ctx, u) }).logits);
+      }
+      if (auxTerms.length > 0) auxLoss = (auxTerms.length === 1 ? auxTerms[0] : tf.div(tf.addN(auxTerms), auxTerms.length)) as tf.Scalar;
+      const pick = (which: 'liked' | 'disliked') => tf.concat(readAt.map((r) => tf.slice(groupLogits[r[which][0]], [r[which][1], 0], [1, -1])), 0) as tf.Tensor2D;
+      const liked = pick('liked');
+      const disliked = pick('disliked');
+      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+    });
+  }
+
+  /**
+   * Ranking: the history's prefix (preference tokens if set, the reference turns, the target's
+   * "User:") runs once and its keys and values are kept; each candidate's target turn (its own
+   * tile layout) then runs on that state.
+   */
+  async openHistory(history: PreferenceHistory): Promise<HistorySession> {
+    const p = this.p;
+    const m = this.m;
+    const references = history.references;
+    const likedFirst = history.likedFirst ?? references.map(() => false);
+    const d = m.config.text.hiddenSize;
+    const chatFor = (prompt: string) => p.messages({ userId: 'history', references, likedFirst, target: { prompt } });
+    const { messages, references: refImages } = chatFor('');
+    const refLayouts: TileLayout[] = [];
+    for (const im of refImages) refLayouts.push(await this.layout(im));
+    const probe = p.encode(messages, [...refLayouts, { rows: 0, cols: 0 }]);
+    const prefixIds = probe.inputIds.slice(0, probe.targetStart);
+    const refCtx = refImages.length > 0 ? await this.visionContext(refImages) : null;
+    const provider = this.prefix;
+    let embeds: tf.Tensor2D;
+    try {
+      embeds = tf.tidy(() => {
+        const feats = refCtx ? m.connector(refCtx.context, EVAL) : null;
+        const rows = tf.reshape(m.embed(prefixIds, 1, prefixIds.length, feats).embeds, [prefixIds.length, d]) as tf.Tensor2D;
+        if (!provider) return rows;
+        const len = historyLength(probe.inputIds, probe.targetStart, p.tokens.endOfUtterance);
+        const tokens = this.prefixTokens(new Float32Array(prefixIds.length).fill(1 / len, 0, len), tf.expandDims(rows, 0) as tf.Tensor3D, 1).embeddings;
+        return tf.concat([tf.reshape(tokens, [tokens.shape[1], d]), rows], 0) as tf.Tensor2D;
+      });
+    } finally {
+      refCtx?.context.dispose();
+    }
+    let kv: PrefixKv | null;
+    try {
+      kv = runPrefix(m.view.params, m.view.config, embeds);
+    } finally {
+      embeds.dispose();
+    }
+    const readout = p.readout;
+    const score = async (prompt: string, candidates: readonly PreferenceImage[]): Promise<CandidateReadout[]> => {
+      const chat = chatFor(prompt).messages;
+      const out: CandidateReadout[] = [];
+      for (let c0 = 0; c0 < candidates.length; c0 += HISTORY_CHUNK) {
+        const chunk = candidates.slice(c0, c0 + HISTORY_CHUNK);
+        const suffixes: Int32Array[] = [];
+        for (const cand of chunk) {
+          const enc = p.encode(chat, [...refLayouts, await this.layout(cand)]);
+          if (enc.targetStart !== prefixIds.length || enc.inputIds.subarray(0, enc.targetStart).some((id, i) => id !== prefixIds[i])) throw new Error('backbone idefics3: the history encodes differently with this prompt; its prefix cannot be reused');
+          suffixes.push(enc.inputIds.slice(enc.targetStart));
+        }
+        const ctx = await this.visionContext(chunk);
+        if (!kv) throw new Error('backbone idefics3: this history session is disposed');
+        const state = kv;
+        const z = tf.tidy(() => {
+          const feats = m.connector(ctx.context, EVAL);
+          const rows = suffixes.map((s, i) => tf.reshape(m.embed(s, 1, s.length, takeRows(feats, tileIndices(ctx.ranges, [i]))).embeds, [s.length, d]));
+          const logits = runAfterPrefix(m.view.params, m.view.config, state, tf.concat(rows, 0) as tf.Tensor2D, suffixes.map((s) => s.length));
+          return tf.gather(logits, tf.tensor1d([readout.positive, readout.negative], 'int32'), 1);
+        });
+        ctx.context.dispose();
+        const v = await z.data();
+        z.dispose();
+        for (let i = 0; i < chunk.length; i++) out.push({ positive: v[2 * i], negative: v[2 * i + 1] });
+      }
+      return out;
+    };
+    return {
+      score,
+      dispose: () => {
+        kv?.dispose();
+        kv = null;
+      },
+    };
+  }
+
+  setPrefixProvider(provider: PrefixProvider | null): void {
+    this.prefix = provider;
+  }
+
+  /** Mean of the vision tower's output over all patches of all tiles of each image. */
+  async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
+    const dv = this.m.config.vision.hiddenSize;
+    const out = new Float32Array(images.length * dv);
+    for (const [i, img] of images.entries()) {
+      const v = await this.vision(img);
+      const acc = new Float64Array(dv);
+      for (let p = 0; p < v.patches; p++) for (let j = 0; j < dv; j++) acc[j] += v.hidden[p * dv + j];
+      for (let j = 0; j < dv; j++) out[i * dv + j] = acc[j] / v.patches;
+    }
+    return tf.tensor2d(out, [images.length, dv]);
+  }
+
+  adapterVariables(): tf.Variable[] {
+    return this.adapter ? this.adapter.variables() : [];
+  }
+
+  async saveAdapter(dir: string): Promise<void> {
+    if (!this.adapter || this.adapter.modules.length === 0) throw new Error('backbone idefics3: no LoRA adapter to save (merged or not initialised)');
+    await this.adapter.save(dir, this.checkpointDir);
+  }
+
+  async loadAdapter(dir: string): Promise<void> {
+    await requirePath('adapter', dir, 'adapter_config.json');
+    this.adapter?.detach();
+    this.adapter = await LoraAdapter.load(this.loraTarget(), dir);
+    this.logger?.info('LoRA adapter loaded', { dir, modules: this.adapter.modules.length, r: this.adapter.settings.r });
+  }
+
+  dispose(): void {
+    this.cache?.clearMemory();
+    this.adapter?.detach();
+    this.model?.dispose();
+    this.model = null;
+  }
+}
