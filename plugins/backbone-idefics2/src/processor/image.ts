@@ -8,14 +8,15 @@
  *    `shortest_edge` independently;
  * 2. resize with Pillow's BILINEAR filter on 8-bit RGB: a separable triangle filter whose support
  *    widens with the downscale factor (antialiasing), horizontal pass then vertical pass, 22-bit
- *    fixed-point coefficients and rounding to uint8 after each pass. Reimplemented from
- *    Pillow's libImaging/Resample.c so the uint8 result matches PIL's bit for bit;
+ *    fixed-point coefficients and rounding to uint8 after each pass: @userpref/imaging's resizePil,
+ *    which matches PIL's uint8 result bit for bit;
  * 3. rescale (x * rescale_factor in float64, stored as float32) and normalise ((x - mean) / std in
  *    float32), as numpy does in transformers;
  * 4. pad bottom/right with zeros to the largest height and width of the batch, with a pixel mask
  *    (1 = real pixel).
  */
 import type { RgbImage } from '@userpref/core';
+import { resizePil } from '@userpref/imaging';
 
 export interface ImageProcessorConfig {
   readonly shortestEdge: number;
@@ -83,121 +84,9 @@ export function idefics2ResizeTarget(height: number, width: number, shortestEdge
   return [Math.max(h, shortestEdge), Math.max(w, shortestEdge)];
 }
 
-const PRECISION_BITS = 32 - 8 - 2;
-
-/** Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear (triangle) filter. */
-function bilinearCoeffs(inSize: number, outSize: number): { bounds: Int32Array; kk: Int32Array; ksize: number } {
-  const scale = inSize / outSize;
-  const filterscale = Math.max(scale, 1);
-  const support = 1.0 * filterscale;
-  const ksize = Math.ceil(support) * 2 + 1;
-  const bounds = new Int32Array(outSize * 2);
-  const kk = new Int32Array(outSize * ksize);
-  const w = new Float64Array(ksize);
-  for (let xx = 0; xx < outSize; xx++) {
-    const center = (xx + 0.5) * scale;
-    const ss = 1 / filterscale;
-    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
-    const xmax = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
-    let ww = 0;
-    for (let x = 0; x < xmax; x++) {
-      let t = (x + xmin - center + 0.5) * ss;
-      if (t < 0) t = -t;
-      w[x] = t < 1 ? 1 - t : 0;
-      ww += w[x];
-    }
-    for (let x = 0; x < xmax; x++) {
-      const k = ww !== 0 ? w[x] / ww : w[x];
-      kk[xx * ksize + x] = k < 0 ? Math.trunc(-0.5 + k * (1 << PRECISION_BITS)) : Math.trunc(0.5 + k * (1 << PRECISION_BITS));
-    }
-    bounds[xx * 2] = xmin;
-    bounds[xx * 2 + 1] = xmax;
-  }
-  return { bounds, kk, ksize };
-}
-
-function clip8(ss: number): number {
-  const v = ss >> PRECISION_BITS;
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
-
-/**
- * Pillow `Image.resize((outW, outH), Image.BILINEAR)` of an 8-bit HWC RGB image, bit-exact.
- * Returns the input unchanged when the size already matches (as Pillow returns a copy).
- */
+/** Pillow's BILINEAR resize of an 8-bit RGB image (bit-exact; @userpref/imaging). */
 export function resizeBilinearPil(img: RgbImage, outH: number, outW: number): RgbImage {
-  const { width: inW, height: inH, data } = img;
-  if (data.length !== inW * inH * 3) throw new Error(`image data has ${data.length} bytes, expected ${inW}x${inH}x3`);
-  if (outH < 1 || outW < 1) throw new Error(`cannot resize to ${outW}x${outH}`);
-  if (inW === outW && inH === outH) return img;
-  const horiz = bilinearCoeffs(inW, outW);
-  const vert = bilinearCoeffs(inH, outH);
-  const needH = outW !== inW;
-  const needV = outH !== inH;
-  let src = data;
-  let srcW = inW;
-  let srcH = inH;
-  // Rows of the source the vertical pass reads.
-  const yFirst = vert.bounds[0];
-  const yLast = vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1];
-  let vOffset = 0;
-  if (needH) {
-    const rows = needV ? yLast - yFirst : inH;
-    const y0 = needV ? yFirst : 0;
-    const tmp = new Uint8Array(rows * outW * 3);
-    const { bounds, kk, ksize } = horiz;
-    for (let y = 0; y < rows; y++) {
-      const rowIn = (y + y0) * inW * 3;
-      const rowOut = y * outW * 3;
-      for (let xx = 0; xx < outW; xx++) {
-        const xmin = bounds[xx * 2];
-        const xmax = bounds[xx * 2 + 1];
-        const k = xx * ksize;
-        let s0 = 1 << (PRECISION_BITS - 1);
-        let s1 = s0;
-        let s2 = s0;
-        for (let x = 0; x < xmax; x++) {
-          const p = rowIn + (x + xmin) * 3;
-          const c = kk[k + x];
-          s0 += src[p] * c;
-          s1 += src[p + 1] * c;
-          s2 += src[p + 2] * c;
-        }
-        tmp[rowOut + xx * 3] = clip8(s0);
-        tmp[rowOut + xx * 3 + 1] = clip8(s1);
-        tmp[rowOut + xx * 3 + 2] = clip8(s2);
-      }
-    }
-    src = tmp;
-    srcW = outW;
-    srcH = rows;
-    if (needV) vOffset = yFirst;
-  }
-  if (!needV) return { width: srcW, height: srcH, data: src };
-  const out = new Uint8Array(outH * srcW * 3);
-  const { bounds, kk, ksize } = vert;
-  for (let yy = 0; yy < outH; yy++) {
-    const ymin = bounds[yy * 2] - vOffset;
-    const ymax = bounds[yy * 2 + 1];
-    const k = yy * ksize;
-    for (let xx = 0; xx < srcW; xx++) {
-      let s0 = 1 << (PRECISION_BITS - 1);
-      let s1 = s0;
-      let s2 = s0;
-      for (let y = 0; y < ymax; y++) {
-        const p = ((y + ymin) * srcW + xx) * 3;
-        const c = kk[k + y];
-        s0 += src[p] * c;
-        s1 += src[p + 1] * c;
-        s2 += src[p + 2] * c;
-      }
-      const o = (yy * srcW + xx) * 3;
-      out[o] = clip8(s0);
-      out[o + 1] = clip8(s1);
-      out[o + 2] = clip8(s2);
-    }
-  }
-  return { width: srcW, height: outH, data: out };
+  return resizePil(img, outH, outW, 'bilinear');
 }
 
 /** Pixel values of a batch of images: [count, 3, height, width], padded bottom/right. */
