@@ -8,7 +8,7 @@
  * plugin's, imported.
  */
 import { ContainerModule, inject, injectable, named } from 'inversify';
-import { Backbone, Logger, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
+import { Backbone, Logger, PATH_FORMAT, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
 import { DEFAULT_IDEFICS3_OPTIONS, Idefics3Backbone, type Idefics3BackboneOptions } from './backbone';
 
 export { Idefics3Backbone, DEFAULT_IDEFICS3_OPTIONS, IDEFICS3_TARGET_MODULES } from './backbone';
@@ -23,8 +23,6 @@ export { Idefics3Processor } from './processor/processor';
 export type { Idefics3ProcessorOptions, TileLayout, Idefics3SpecialTokens, Idefics3Encoding } from './processor/processor';
 export { processIdefics3Image, tileLayout, longestEdgeSize, tileGridSize, parseIdefics3ImageConfig } from './processor/image';
 export type { Idefics3ImageConfig, ProcessedImage } from './processor/image';
-export { resizePil, filterFromPil, PIL_RESAMPLE } from './processor/resample';
-export type { PilFilter } from './processor/resample';
 
 const d = DEFAULT_IDEFICS3_OPTIONS;
 
@@ -37,7 +35,7 @@ export const contributions: Contribution[] = [
     optionsSchema: {
       type: 'object',
       properties: {
-        path: { type: 'string', description: 'Checkpoint directory (config.json, model.safetensors or shards, tokenizer, chat template and processor files), relative to the config file.' },
+        path: { type: 'string', format: PATH_FORMAT, description: 'Checkpoint directory (config.json, model.safetensors or shards, tokenizer, chat template and processor files), relative to the config file.' },
         lora: {
           type: 'object',
           description: 'LoRA (PEFT semantics: scale alpha/r, dropout on the input in training only, B = 0 at init).',
@@ -51,14 +49,14 @@ export const contributions: Contribution[] = [
           default: {},
           additionalProperties: false,
         },
-        adapterPath: { type: ['string', 'null'], default: null, description: 'PEFT adapter directory to load at init (e.g. the stage-1 LoRA for stage 2).' },
+        adapterPath: { type: ['string', 'null'], format: PATH_FORMAT, default: null, description: 'PEFT adapter directory to load at init (e.g. the stage-1 LoRA for stage 2).' },
         mergeAdapter: { type: 'boolean', default: false, description: 'Fold the adapter into the weights after loading (inference only).' },
         usePrompt: { type: 'boolean', default: d.usePrompt, description: "Put \"The prompt is '...'\" in the user turns." },
         maxPromptLen: { type: ['integer', 'null'], minimum: 0, default: d.maxPromptLen, description: 'Cut prompts to this many characters (code points); null keeps them whole.' },
         imageSplitting: { type: ['boolean', 'null'], default: null, description: "Override the checkpoint's do_image_splitting: false gives every image one tile (image_seq_len tokens) instead of up to (longest_edge / tile)^2 + 1; null keeps the checkpoint's setting." },
         dtype: { enum: ['float32'], default: d.dtype, description: 'Compute dtype (bf16/f16/f32 files are converted on load).' },
         imageCacheBytes: { type: 'integer', minimum: 0, default: d.imageCacheBytes, description: 'Memory budget in bytes of the vision-tower output cache (LRU by content hash; 0 = no memory cache).' },
-        imageCacheDir: { type: ['string', 'null'], default: null, description: 'Directory of an on-disk vision-output cache reused across runs; relative to the config file. null = memory only.' },
+        imageCacheDir: { type: ['string', 'null'], format: PATH_FORMAT, default: null, description: 'Directory of an on-disk vision-output cache reused across runs; relative to the config file. null = memory only.' },
         sharedPrefix: { type: 'boolean', default: d.sharedPrefix, description: 'Run the reference history shared by the liked- and disliked-target sequences once; false runs two full sequences (same logits, slower).' },
       },
       required: ['path'],

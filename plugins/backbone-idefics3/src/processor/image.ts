@@ -12,11 +12,11 @@
  * 3. rescale and normalise every tile (the IDEFICS2 plugin's processImage, float32 as numpy).
  *
  * Every resize is Pillow's on 8-bit RGB with the configured filter (LANCZOS for these models;
- * ./resample.ts), each from the previous step's uint8 image, as transformers chains them.
+ * @userpref/imaging), each from the previous step's uint8 image, as transformers chains them.
  */
 import type { RgbImage } from '@userpref/core';
 import { processImage, type ImageProcessorConfig } from '@userpref/backbone-idefics2';
-import { filterFromPil, resizePil, type PilFilter } from './resample';
+import { filterFromPil, resizePil, type PilFilter } from '@userpref/imaging';
 
 export interface Idefics3ImageConfig {
   readonly doResize: boolean;
