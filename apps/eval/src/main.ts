@@ -16,6 +16,10 @@ runMain(async () => {
   const refPairNum = Number((config.plugins.dataset?.options as { refPairNum?: number } | undefined)?.refPairNum ?? 8);
   const refCounts = e.ref_counts === 'all' ? [...Array(refPairNum + 1).keys()] : e.ref_counts === 'none' ? [] : e.ref_counts;
   const resolve = (p?: string) => (p ? path.resolve(config.baseDir, p) : undefined);
+  // An adapter given to the backbone itself (--lora_path) makes every model row a trained model,
+  // not the base reading references in context (the report's Table 1 groups).
+  const backboneAdapter = Boolean((config.plugins.backbone?.options as { adapterPath?: string } | undefined)?.adapterPath);
+  const groupOf = (m: (typeof e.models)[number]) => m.group ?? (m.scorer === undefined && backboneAdapter ? 'trained' : undefined);
   const report = await runSuite(
     { backbone: assembly.backbone, dataset: parts.dataset, tokens: assembly.tokens, scorers: assembly.scorers, logger },
     {
@@ -25,7 +29,7 @@ runMain(async () => {
       tiePolicy: { kind: e.tie_policy, threshold: e.tie_threshold },
       bootstrapSamples: e.bootstrap_samples,
       refCounts,
-      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs, curve: m.curve, scorer: m.scorer, group: m.group })),
+      models: e.models.map((m) => ({ label: m.label, adapter: resolve(m.adapter), tokens: resolve(m.tokens), referencePairs: m.reference_pairs, curve: m.curve, scorer: m.scorer, group: groupOf(m) })),
       baselines: e.baselines,
       paired: e.paired,
       seed: config.seed,
