@@ -23,14 +23,16 @@ export const CLIP_FILES: ReadonlyArray<{ file: string; role: string; part: 'text
   { file: path.join('onnx', 'vision_model.onnx'), role: 'image encoder with projection (CLIPVisionModelWithProjection)', part: 'vision' },
 ];
 
+/** A checkpoint file is not there. `expected`: the runners print it as one line (core's isExpectedError). */
 export class MissingModelFileError extends Error {
+  readonly expected = true;
   constructor(readonly file: string, role: string, hint: string) {
     super(`${file} is missing (${role}). ${hint}`);
     this.name = 'MissingModelFileError';
   }
 }
 
-const EXPORT_HINT = 'See plugins/scorer-clip/README.md: download an ONNX export (e.g. Xenova/clip-vit-large-patch14) or export one with `optimum-cli export onnx`.';
+const EXPORT_HINT = 'plugins/scorer-clip/README.md says where to get it: a ready ONNX export (e.g. Xenova/clip-vit-large-patch14), or a transformers CLIP exported with tools/goldens/clip_onnx.py.';
 
 /** Checks that `dir` holds every file the needed parts load, naming the first missing one. */
 export async function checkClipDir(dir: string, parts: 'text' | 'vision' | 'both'): Promise<void> {
