@@ -50,14 +50,48 @@ function offline(): void {
   env.allowLocalModels = true;
 }
 
+/**
+ * Loaded encoders are shared by checkpoint directory and part within the process: the Table 1
+ * config loads ViT-L/14's image tower once for both `clip` and `aesthetic`. The last user's
+ * dispose() frees it.
+ */
+const shared = new Map<string, { value: Promise<Transformers.PreTrainedModel>; users: number }>();
+
+function acquire(key: string, load: () => Promise<Transformers.PreTrainedModel>): Promise<Transformers.PreTrainedModel> {
+  let entry = shared.get(key);
+  if (!entry) {
+    entry = { value: load(), users: 0 };
+    shared.set(key, entry);
+    // A failed load is not kept: the next init() tries again.
+    entry.value.catch(() => shared.delete(key));
+  }
+  entry.users++;
+  return entry.value;
+}
+
+async function release(key: string): Promise<void> {
+  const entry = shared.get(key);
+  if (!entry) return;
+  if (--entry.users > 0) return;
+  shared.delete(key);
+  await (await entry.value).dispose();
+}
+
 /** One CLIP checkpoint: projected, unnormalised text and image embeddings. */
 export class ClipEncoder {
+  /** Encoders loaded in this process (directory#text / directory#vision), for tests and logs. */
+  static loadedEncoders(): string[] {
+    return [...shared.keys()];
+  }
+
+
   private tokenizer?: Transformers.PreTrainedTokenizer;
   private textModel?: Transformers.PreTrainedModel;
   private visionModel?: Transformers.PreTrainedModel;
   private imageConfig?: ClipImageConfig;
   private maxLength = 77;
   private textInputs: string[] = ['input_ids'];
+  private held: string[] = [];
 
   constructor(
     readonly dir: string,
@@ -67,6 +101,7 @@ export class ClipEncoder {
   ) {}
 
   async init(): Promise<void> {
+    if (this.held.length) return;
     await checkClipDir(this.dir, this.parts);
     offline();
     // Weights over 2 GB (ViT-H-14's image tower in float32) sit in onnx/<name>.onnx_data beside the graph.
@@ -80,13 +115,25 @@ export class ClipEncoder {
       const positions = config.text_config?.max_position_embeddings ?? config.max_position_embeddings ?? 77;
       const tokLimit = this.tokenizer.model_max_length;
       this.maxLength = Math.min(positions, typeof tokLimit === 'number' && Number.isFinite(tokLimit) && tokLimit > 2 ? tokLimit : positions);
-      this.textModel = await transformers.CLIPTextModelWithProjection.from_pretrained(this.dir, opts);
+      this.textModel = await this.hold(`${this.dir}#text`, () => transformers.CLIPTextModelWithProjection.from_pretrained(this.dir, opts));
       this.textInputs = (this.textModel as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model?.inputNames ?? ['input_ids'];
     }
     if (this.parts !== 'text') {
       const file = path.join(this.dir, 'preprocessor_config.json');
       this.imageConfig = parseClipImageConfig(JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>, file);
-      this.visionModel = await transformers.CLIPVisionModelWithProjection.from_pretrained(this.dir, opts);
+      this.visionModel = await this.hold(`${this.dir}#vision`, () => transformers.CLIPVisionModelWithProjection.from_pretrained(this.dir, opts));
+    }
+  }
+
+  private async hold(key: string, load: () => Promise<Transformers.PreTrainedModel>): Promise<Transformers.PreTrainedModel> {
+    const model = acquire(key, load);
+    this.held.push(key);
+    try {
+      return await model;
+    } catch (e) {
+      this.held.pop();
+      shared.get(key) && release(key);
+      throw e;
     }
   }
 
@@ -144,10 +191,11 @@ export class ClipEncoder {
   }
 
   async dispose(): Promise<void> {
-    await this.textModel?.dispose();
-    await this.visionModel?.dispose();
+    const held = this.held;
+    this.held = [];
     this.textModel = undefined;
     this.visionModel = undefined;
+    for (const key of held) await release(key);
   }
 }
 

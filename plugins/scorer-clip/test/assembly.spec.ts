@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { assemble, memoryLogger } from '@userpref/core';
-import { ClipScore, AestheticScore, contributions } from '../src';
+import { ClipEncoder, ClipScore, AestheticScore, contributions } from '../src';
 
 const FIX = path.join(__dirname, 'fixtures');
 const pkg = path.join(__dirname, '..');
@@ -27,6 +27,21 @@ describe('scorer-clip from a run config', () => {
     // Relative paths were resolved against baseDir: init finds the fixture files.
     await asm.scorers.get('clip')!.init();
     await asm.scorers.get('clip')!.dispose?.();
+  });
+
+  it('loads an encoder once per checkpoint for all scorers that use it, and frees it with the last', async () => {
+    const dir = path.join(FIX, 'clip-tiny');
+    const clip = new ClipScore({ path: dir, logitScale: 100, batchSize: 8 });
+    const aesthetic = new AestheticScore({ path: dir, head: path.join(FIX, 'aesthetic-tiny.safetensors'), batchSize: 8 });
+    await Promise.all([clip.init(), aesthetic.init()]);
+    expect(ClipEncoder.loadedEncoders().sort()).toEqual([`${dir}#text`, `${dir}#vision`]);
+    await clip.dispose();
+    // The aesthetic scorer still scores with the shared image tower.
+    const img = { id: 'grey', decode: async () => ({ width: 40, height: 40, data: new Uint8Array(40 * 40 * 3).fill(128) }) };
+    expect((await aesthetic.score('', [img]))[0]).toEqual(expect.any(Number));
+    expect(ClipEncoder.loadedEncoders()).toEqual([`${dir}#vision`]);
+    await aesthetic.dispose();
+    expect(ClipEncoder.loadedEncoders()).toEqual([]);
   });
 
   it('rejects a missing path and unknown options, naming the plugin', async () => {
