@@ -28,6 +28,8 @@ Golden contents per architecture:
                   last-position logits, and the connector output of the target's first tile;
   padded          a right-padded batch of two sequences with different numbers of tiles (padding
                   images in pixel_values): logits at each last real position, and each sequence alone;
+  nosplit         the single sequence with do_image_splitting=False (one tile per image): pixel hashes,
+                  ids, logits;
   peft            a LoRA adapter made by PEFT (peft/ beside the checkpoint; r 8, alpha 8, gaussian A,
                   B ~ N(0, 0.05)) and the padded batch's logits with it.
 
@@ -73,7 +75,7 @@ ARCHS = {
     "idefics3-tiny": dict(
         specials=["<|begin_of_text|>", "<|end_of_text|>", "<|finetune_right_pad_id|>"],
         bos="<|begin_of_text|>", eos="<|end_of_text|>", pad="<|finetune_right_pad_id|>", add_bos=True,
-        template=IDEFICS3_TEMPLATE,
+        template=IDEFICS3_TEMPLATE, tokenizer_class="PreTrainedTokenizerFast",
         vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4, image_size=32),
         text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                   rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=8192),
@@ -82,7 +84,7 @@ ARCHS = {
     "smolvlm-tiny": dict(
         specials=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>", add_bos=False,
-        template=SMOLVLM_TEMPLATE,
+        template=SMOLVLM_TEMPLATE, tokenizer_class="GPT2Tokenizer",
         vision=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=3, patch_size=2, image_size=32),
         text=dict(hidden_size=48, intermediate_size=128, num_hidden_layers=2, num_attention_heads=3, num_key_value_heads=1,
                   rope_theta=100000.0, rms_norm_eps=1e-5, max_position_embeddings=8192),
@@ -166,6 +168,11 @@ def build(name, a, out):
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     proc.save_pretrained(out)
+    # The tokenizer class the released checkpoints name (Idefics3-8B-Llama3: PreTrainedTokenizerFast,
+    # SmolVLM: GPT2Tokenizer) instead of transformers 5's generic TokenizersBackend.
+    tc = json.loads((out / "tokenizer_config.json").read_text())
+    tc["tokenizer_class"] = a["tokenizer_class"]
+    (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2) + "\n")
     return model, proc, seq_len
 
 
@@ -276,12 +283,20 @@ def main():
         logits_l, _ = last_logits(pm, enc_p)
         peft = {"modules": sorted(modules), "logits": [floats(logits_l[0]), floats(logits_l[1])]}
 
+        # Without splitting (do_image_splitting=False): every image is one tile, the global image alone.
+        proc_ns = Idefics3Processor.from_pretrained(ck)
+        kw = {k: v for k, v in proc.image_processor.to_dict().items() if k in ("size", "max_image_size", "resample", "image_mean", "image_std")}
+        proc_ns.image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, **kw)
+        enc_ns = proc_ns(text=[texts[0]], images=[single_imgs], return_tensors="pt")
+        logits_ns, _ = last_logits(model, enc_ns)
+        nosplit = {"images": per_image_hashes(proc_ns, images), "input_ids": enc_ns["input_ids"][0].tolist(), "logits": floats(logits_ns[0])}
+
         golden = {
             "about": f"transformers Idefics3ForConditionalGeneration (eval, float32, eager) and Idefics3Processor (PIL backend) on {name}; made by tools/goldens/make_idefics3_goldens.py",
             "transformers_version": transformers.__version__, "torch_version": torch.__version__,
             "image_seq_len": seq_len, "image_sizes": SIZES,
             "images": per_image_hashes(proc, images),
-            "single": single, "padded": padded, "peft": peft,
+            "single": single, "padded": padded, "peft": peft, "nosplit": nosplit,
         }
         (FIX / "goldens").mkdir(exist_ok=True)
         path = FIX / "goldens" / f"{name}.json"

@@ -271,12 +271,22 @@ export class Idefics3Backbone implements Backbone {
     const rgb = await image.decode();
     const px = processIdefics3Image(rgb, this.p.imageConfig);
     this.layouts.set(image.id, { rows: px.rows, cols: px.cols });
-    const pixels = tf.tensor4d(px.pixelValues, [px.tiles, 3, px.size, px.size]);
-    const hidden = this.m.visionTower(pixels);
-    pixels.dispose();
-    const [tiles, patches, width] = hidden.shape;
-    const entry: VisionEntry = { hidden: hidden.dataSync() as Float32Array, patches: tiles * patches, width, patchValid: new Uint8Array(tiles * patches).fill(1) };
-    hidden.dispose();
+    // One tile at a time: the tower keeps every layer's attention maps until it returns
+    // (heads x patches^2 floats a layer, 50 MB for a SmolVLM 512 tile), so a 17-tile image at once
+    // would hold 17 times that.
+    const plane = 3 * px.size * px.size;
+    const c = this.m.config.vision;
+    const P = c.numPatchesPerSide * c.numPatchesPerSide;
+    const hidden = new Float32Array(px.tiles * P * c.hiddenSize);
+    for (let t = 0; t < px.tiles; t++) {
+      const pixels = tf.tensor4d(px.pixelValues.subarray(t * plane, (t + 1) * plane), [1, 3, px.size, px.size]);
+      const out = this.m.visionTower(pixels);
+      pixels.dispose();
+      if (out.shape[1] !== P) throw new Error(`a ${px.size}-pixel tile gives ${out.shape[1]} patches; vision_config implies ${P}`);
+      hidden.set(out.dataSync(), t * P * c.hiddenSize);
+      out.dispose();
+    }
+    const entry: VisionEntry = { hidden, patches: px.tiles * P, width: c.hiddenSize, patchValid: new Uint8Array(px.tiles * P).fill(1) };
     await cache.put(image.id, entry);
     return entry;
   }

@@ -21,6 +21,7 @@ export interface Golden {
   single: { text: string; images: number[]; input_ids: number[]; logits: number[]; connector_last_tile: number[] };
   padded: { texts: string[]; images: number[][]; use_prompt: boolean[]; input_ids: number[][]; pad_token_id: number; last_index: number[]; logits: number[][]; logits_unpadded: number[][] };
   peft: { modules: string[]; logits: number[][] };
+  nosplit: { images: Array<{ rows: number; cols: number; tiles: number; shape: number[]; sha256: string }>; input_ids: number[]; logits: number[] };
 }
 
 export const checkpointDir = (arch: Arch) => path.join(FIXTURES, arch);

@@ -82,6 +82,27 @@ describe.each(ARCHS)('%s vs transformers', (arch) => {
     expect(Array.from(proc.encode(chat(proc, b.slice(0, -1), 'a robot in a garden'), layouts(b)).inputIds)).toEqual(golden.padded.input_ids[1]);
   });
 
+  it('without splitting (imageSplitting: false) every image is one tile: pixels, ids and logits match', async () => {
+    const g = golden.nosplit;
+    const expected = { imageSeqLen: model.config.imageSeqLen, tileSize: model.config.vision.imageSize, imageTokenId: model.config.imageTokenId };
+    const ns = await Idefics3Processor.fromPretrained(checkpointDir(arch), { usePrompt: true, maxPromptLen: null, imageSplitting: false }, expected);
+    const ims: ProcessedImage[] = [];
+    for (let i = 0; i < g.images.length; i++) ims.push(processIdefics3Image(await readImage(i), ns.imageConfig));
+    ims.forEach((p, i) => {
+      const hash = createHash('sha256').update(Buffer.from(p.pixelValues.buffer, p.pixelValues.byteOffset, p.pixelValues.byteLength)).digest('hex');
+      expect({ i, rows: p.rows, cols: p.cols, tiles: p.tiles, hash }).toEqual({ i, rows: 0, cols: 0, tiles: 1, hash: g.images[i].sha256 });
+    });
+    const images = golden.single.images;
+    const enc = ns.encode(chat(ns, images.slice(0, -1), 'a red car'), images.map(() => ({ rows: 0, cols: 0 })));
+    expect(Array.from(enc.inputIds)).toEqual(g.input_ids);
+    const data = new Float32Array(images.length * ims[0].pixelValues.length);
+    images.forEach((i, k) => data.set(ims[i].pixelValues, k * ims[i].pixelValues.length));
+    const px = tf.tensor4d(data, [images.length, 3, ims[0].size, ims[0].size]);
+    const logits = model.forward(g.input_ids, 1, g.input_ids.length, px);
+    expect(relErr(logits.dataSync(), g.logits)).toBeLessThan(TOL);
+    tf.dispose([px, logits]);
+  });
+
   it('connector output (pixel shuffle + projection) of a tile matches', () => {
     const g = golden.single;
     const last = g.images[g.images.length - 1];
