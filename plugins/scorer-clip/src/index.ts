@@ -29,18 +29,28 @@ const clipSchema = (what: string, scale: string, defaultScale = 100): OptionsSch
   additionalProperties: false,
 });
 
-export const contributions: Contribution[] = [
+/** Each contribution with the scorer it makes from its validated options (paths already absolute). */
+interface ScorerContribution extends Contribution {
+  make(options: Record<string, unknown>, resolve: (p: string) => string): ZeroShotScorer;
+}
+
+const clipScore = (o: Record<string, unknown>, resolve: (p: string) => string) =>
+  new ClipScore({ path: resolve(o.path as string), logitScale: o.logitScale as number, batchSize: o.batchSize as number });
+
+const scorers: ScorerContribution[] = [
   {
     kind: 'scorer',
     name: 'clip',
     description: "CLIP score, the paper's CLIP row: logitScale * cos(text embedding of the prompt, image embedding), from a CLIP checkpoint (the paper's: openai/clip-vit-large-patch14; ONNX: Xenova/clip-vit-large-patch14).",
     optionsSchema: clipSchema('CLIP', '100 for the openai CLIP models'),
+    make: clipScore,
   },
   {
     kind: 'scorer',
     name: 'pickscore',
     description: 'PickScore (Kirstain et al. 2023): the CLIP score of yuvalkirstain/PickScore_v1, a CLIP-H fine-tuned on Pick-a-Pic; the same code as clip with its weights (export it to ONNX, see the README).',
-    optionsSchema: clipSchema('PickScore', "set it to the exp(logit_scale) clip_onnx.py prints for the checkpoint"),
+    optionsSchema: clipSchema('PickScore', 'set it to the exp(logit_scale) clip_onnx.py prints for the checkpoint'),
+    make: clipScore,
   },
   {
     kind: 'scorer',
@@ -48,6 +58,7 @@ export const contributions: Contribution[] = [
     description:
       "HPS v2 / v2.1 (Wu et al. 2023): an open_clip ViT-H-14 fine-tuned on human preferences, converted to this layout by tools/goldens/convert_open_clip_to_hf.py; HPS's score is the plain cosine of the normalised features, so logitScale defaults to 1.",
     optionsSchema: clipSchema('HPS v2 (converted)', "1: HPS's score is the plain cosine", 1),
+    make: clipScore,
   },
   {
     kind: 'scorer',
@@ -63,28 +74,23 @@ export const contributions: Contribution[] = [
       required: ['path', 'head'],
       additionalProperties: false,
     },
+    make: (o, resolve) => new AestheticScore({ path: resolve(o.path as string), head: resolve(o.head as string), batchSize: o.batchSize as number }),
   },
 ];
 
-const resolve = (ctx: { get<T>(id: symbol): T }, p: string) => path.resolve(ctx.get<RunContext>(RunContext).baseDir, p);
+export const contributions: Contribution[] = scorers.map(({ make: _make, ...c }) => c);
 
 export const userprefPlugin: UserprefPlugin = {
   packageName: '@userpref/scorer-clip',
   contributions,
   containerModule: new ContainerModule(({ bind }) => {
-    for (const name of ['clip', 'pickscore', 'hps']) {
+    for (const c of scorers) {
       bind<ZeroShotScorer>(ZeroShotScorer)
         .toDynamicValue((ctx) => {
-          const o = ctx.get<{ path: string; logitScale: number; batchSize: number }>(PluginOptions, { name: optionsName('scorer', name) });
-          return new ClipScore({ ...o, path: resolve(ctx, o.path) });
+          const baseDir = ctx.get<RunContext>(RunContext).baseDir;
+          return c.make(ctx.get<Record<string, unknown>>(PluginOptions, { name: optionsName('scorer', c.name) }), (p) => path.resolve(baseDir, p));
         })
-        .whenNamed(name);
+        .whenNamed(c.name);
     }
-    bind<ZeroShotScorer>(ZeroShotScorer)
-      .toDynamicValue((ctx) => {
-        const o = ctx.get<{ path: string; head: string; batchSize: number }>(PluginOptions, { name: optionsName('scorer', 'aesthetic') });
-        return new AestheticScore({ path: resolve(ctx, o.path), head: resolve(ctx, o.head), batchSize: o.batchSize });
-      })
-      .whenNamed('aesthetic');
   }),
 };
