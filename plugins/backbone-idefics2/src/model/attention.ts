@@ -16,6 +16,12 @@
  *   whole backward pass ends).
  * - Keys are trimmed to the segment's real length, so right padding needs no mask at all.
  *
+ * On the native tensorflow backend (and the JS cpu one) the same algorithm runs batched over the KV
+ * heads instead (`batchedAttention`): libtensorflow's batched matMul is as fast as its 2-D one and
+ * takes transpose flags for free, while every op dispatched costs tens of microseconds, so one
+ * [K, rows, hd] product replaces K products plus their unstack/stack, no transposed key copy is made,
+ * and the query blocks are fewer and larger.
+ *
  * A segment is a run of query rows with its own keys: a whole sequence (keys = its own rows), or, for
  * the shared reference prefix (backbone pairLogits), a target suffix whose keys are the prefix rows
  * followed by its own rows (`causalOffset` = prefix length). Numerics are those of the plain
@@ -66,9 +72,18 @@ export interface PlannedSegment extends AttentionSegment {
   readonly blocks: readonly Block[];
 }
 
-/** Query-block size: large enough that per-op overhead stays small, at most 8 blocks a segment. */
-function blockSize(qLen: number): number {
-  return Math.max(128, Math.ceil(qLen / 8));
+/**
+ * Query-block size: large enough that per-op overhead stays small, at most 8 blocks a segment
+ * (wasm), or 2 where an op costs more than its arithmetic at this size (tensorflow: measured on
+ * `small` with 1.8k tokens, 2 blocks beat 1, 3 and 4).
+ */
+function blockSize(qLen: number, maxBlocks: number): number {
+  return Math.max(128, Math.ceil(qLen / maxBlocks));
+}
+
+/** Backends whose kernels want per-head 2-D products (XNNPACK); others get the batched path. */
+function perHeadBackend(): boolean {
+  return tf.getBackend() === 'wasm';
 }
 
 /** Additive mask data of queries [q0, q1) over keys [0, kEnd) of a segment, or null if nothing is hidden. */
@@ -115,11 +130,12 @@ function keyCount(seg: AttentionSegment, index: number): number {
  * `disposePlan` or let the enclosing tidy free them). `blocked: false` gives one block per segment.
  */
 export function planSegments(segments: readonly AttentionSegment[], blocked = true): PlannedSegment[] {
+  const maxBlocks = perHeadBackend() ? 8 : 2;
   return segments.map((seg, si) => {
     const Tq = seg.query.len;
     const Tk = keyCount(seg, si);
     const off = seg.causalOffset;
-    const bq = off === null || !blocked ? Tq : blockSize(Tq);
+    const bq = off === null || !blocked ? Tq : blockSize(Tq, maxBlocks);
     const blocks: Block[] = [];
     for (let q0 = 0; q0 < Tq; q0 += bq) {
       const q1 = Math.min(Tq, q0 + bq);
@@ -200,6 +216,64 @@ function headAttention(q: tf.Tensor2D, kt: tf.Tensor2D, v: tf.Tensor2D, G: numbe
   return f(q, kt, v) as tf.Tensor2D;
 }
 
+/**
+ * All KV heads at once: q [K, Tq*G, hd] (rows token-major, already scaled), k and v [K, Tk, hd] ->
+ * [K, Tq*G, hd]. The blocks and the custom gradient of headAttention, with batched products and
+ * transpose flags.
+ */
+function batchedAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, G: number, seg: PlannedSegment): tf.Tensor3D {
+  const [K, , hd] = q.shape;
+  const Tk = seg.keyLen;
+  const rowsOf = (t: tf.Tensor3D, b: Block) => {
+    const rows = (b.q1 - b.q0) * G;
+    return rows === t.shape[1] ? t : (tf.slice(t, [0, b.q0 * G, 0], [K, rows, hd]) as tf.Tensor3D);
+  };
+  const keysOf = (t: tf.Tensor3D, b: Block) => (b.kEnd === Tk ? t : (tf.slice(t, [0, 0, 0], [K, b.kEnd, hd]) as tf.Tensor3D));
+  const f = tf.customGrad((qq, kk, vv, save) => {
+    const [q3, k3, v3] = [qq as tf.Tensor3D, kk as tf.Tensor3D, vv as tf.Tensor3D];
+    const outs: tf.Tensor3D[] = [];
+    const probs: tf.Tensor3D[] = [];
+    for (const b of seg.blocks) {
+      const rows = (b.q1 - b.q0) * G;
+      let s: tf.Tensor = tf.matMul(rowsOf(q3, b), keysOf(k3, b), false, true);
+      if (b.mask) s = tf.reshape(tf.add(tf.reshape(s, [K, b.q1 - b.q0, G, b.kEnd]), b.mask), [K, rows, b.kEnd]);
+      const p = tf.softmax(s) as tf.Tensor3D;
+      outs.push(tf.matMul(p, keysOf(v3, b)));
+      probs.push(p);
+    }
+    (save as tf.GradSaveFunc)([q3, k3, v3, ...probs]);
+    return {
+      value: outs.length === 1 ? outs[0] : (tf.concat(outs, 1) as tf.Tensor3D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [sq, sk, sv, ...sp] = saved as tf.Tensor3D[];
+          const dq: tf.Tensor3D[] = [];
+          let dk: tf.Tensor3D | null = null;
+          let dv: tf.Tensor3D | null = null;
+          const acc = (sum: tf.Tensor3D | null, part: tf.Tensor3D, kEnd: number): tf.Tensor3D => {
+            const full = kEnd === Tk ? part : (tf.pad(part, [[0, 0], [0, Tk - kEnd], [0, 0]]) as tf.Tensor3D);
+            return sum ? tf.add(sum, full) : full;
+          };
+          seg.blocks.forEach((b, i) => {
+            const dyi = rowsOf(dy as tf.Tensor3D, b);
+            const qi = rowsOf(sq, b);
+            const ki = keysOf(sk, b);
+            const vi = keysOf(sv, b);
+            const p = sp[i];
+            const dp = tf.matMul(dyi, vi, false, true);
+            // softmax: dS = P * (dP - rowsum(dP * P)); the mask is a constant.
+            const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))) as tf.Tensor3D;
+            dq.push(tf.matMul(ds, ki));
+            dk = acc(dk, tf.matMul(ds, qi, true, false), b.kEnd);
+            dv = acc(dv, tf.matMul(p, dyi, true, false), b.kEnd);
+          });
+          return [dq.length === 1 ? dq[0] : tf.concat(dq, 1), dk!, dv!];
+        }),
+    };
+  });
+  return f(q, k, v) as tf.Tensor3D;
+}
+
 export interface SegmentAttentionResult {
   /** [Nq, H*hd] in the row order of the query matrix. */
   readonly out: tf.Tensor2D;
@@ -236,6 +310,14 @@ export function segmentAttention(
       const parts = seg.keys.map((r) => (r.start === 0 && r.len === x.shape[0] ? x : tf.slice(x, [r.start, 0], [r.len, K * hd])));
       return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
     };
+    if (!wantProbs && !perHeadBackend()) {
+      // q [K, Tq*G, hd] (token-major rows), k and v [K, Tk, hd]; K = 1 needs no transpose.
+      const q3 = (K === 1 ? tf.reshape(qSeg, [1, Tq * G, hd]) : tf.reshape(tf.transpose(tf.reshape(qSeg, [Tq, K, G, hd]), [1, 0, 2, 3]), [K, Tq * G, hd])) as tf.Tensor3D;
+      const heads = (x: tf.Tensor2D) => (K === 1 ? tf.reshape(rows(x), [1, Tk, hd]) : tf.transpose(tf.reshape(rows(x), [Tk, K, hd]), [1, 0, 2])) as tf.Tensor3D;
+      const o3 = batchedAttention(q3, heads(k), heads(v), G, seg);
+      outs.push((K === 1 ? tf.reshape(o3, [Tq, H * hd]) : tf.reshape(tf.transpose(tf.reshape(o3, [K, Tq, G, hd]), [1, 0, 2, 3]), [Tq, H * hd])) as tf.Tensor2D);
+      continue;
+    }
     // Per KV head: q [Tq*G, hd] (token-major rows), k^T [hd, Tk], v [Tk, hd].
     const qh = K === 1 ? [tf.reshape(qSeg, [Tq * G, hd]) as tf.Tensor2D] : (tf.unstack(tf.reshape(tf.transpose(tf.reshape(qSeg, [Tq, K, G, hd]), [1, 0, 2, 3]), [K, Tq * G, hd])) as tf.Tensor2D[]);
     const kth = tf.unstack(tf.transpose(tf.reshape(rows(k), [Tk, K, hd]), [1, 2, 0])) as tf.Tensor2D[];
