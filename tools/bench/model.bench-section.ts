@@ -1,5 +1,5 @@
 /** `npm run bench -- forward`: forward / training-step throughput of the IDEFICS2 backbone. */
-import { benchBackbone, benchForward } from '../../plugins/backbone-idefics2/bench/forward.bench';
+import { benchBackbone, benchForward, type BackboneBenchRow } from '../../plugins/backbone-idefics2/bench/forward.bench';
 import { registerSection } from './main';
 
 registerSection({
@@ -19,10 +19,33 @@ registerSection({
   name: 'train',
   run: async () => {
     const r = await benchBackbone({ preset: 'small' });
-    console.log(`small preset, load average ${r.loadAverage.map((x) => x.toFixed(1)).join(' ')}`);
-    for (const row of r.rows as unknown as Array<Record<string, number | boolean>>) {
-      console.log(`vision cache ${row.visionCache ? 'on ' : 'off'} shared prefix ${row.sharedPrefix ? 'on ' : 'off'}: train ${Number(row.trainMsPerExample).toFixed(0)} ms/example, eval ${Number(row.evalPairsPerSecond).toFixed(2)} pairs/s, peak RSS ${Number(row.peakRssMb).toFixed(0)} MB`);
+    const tokens = r.rows[0]?.tokensPerSequence;
+    console.log(`small preset, 8 reference pairs (${tokens} tokens per sequence), backends ${r.backends.join(', ')}, load average ${r.loadAverage.map((x) => x.toFixed(1)).join(' ')}`);
+    const cell = (row: BackboneBenchRow | undefined) =>
+      row ? `${row.trainMsPerExample.toFixed(0).padStart(6)} ms ${row.evalPairsPerSecond.toFixed(2).padStart(6)} pairs/s` : ''.padEnd(24);
+    console.log(`${'vision cache  shared prefix'.padEnd(28)}${r.backends.map((b) => `| ${b.padEnd(23)}`).join('')}`);
+    const find = (b: string, cache: boolean, prefix: boolean) => r.rows.find((x) => x.backend === b && x.visionCache === cache && x.sharedPrefix === prefix);
+    for (const cache of [false, true]) {
+      for (const prefix of [false, true]) {
+        console.log(`${`${cache ? 'on ' : 'off'}           ${prefix ? 'on ' : 'off'}${cache && prefix ? ' (default)' : ''}`.padEnd(28)}${r.backends.map((b) => `| ${cell(find(b, cache, prefix))}`).join('')}`);
+      }
     }
+    console.log(`(train: wall ms per example, forward + backward w.r.t. LoRA; eval: pairs scored per second; peak RSS ${r.rows.map((x) => x.peakRssMb.toFixed(0)).join('/')} MB)`);
+    if (r.torch && 'skipped' in r.torch) console.log(`PyTorch: skipped (${r.torch.skipped})`);
+    else if (r.torch) {
+      const t = r.torch;
+      console.log(`PyTorch ${t.torch}, ${t.threads} threads, the original's algorithm (2 full sequences per example, every image re-encoded; ${t.tokensPerSequence} tokens): train ${t.trainMsPerExample.toFixed(0)} ms/example, eval ${t.evalPairsPerSecond.toFixed(2)} pairs/s`);
+      for (const b of r.backends) {
+        const def = find(b, true, true);
+        const equal = find(b, false, false);
+        if (!def || !equal) continue;
+        console.log(
+          `${b} vs PyTorch: train ${(def.trainMsPerExample / t.trainMsPerExample).toFixed(2)}x its time (target <= 0.5), ` +
+            `at equal work (cache and prefix off) ${(equal.trainMsPerExample / t.trainMsPerExample).toFixed(2)}x (target <= 1.2), ` +
+            `eval ${(def.evalPairsPerSecond / t.evalPairsPerSecond).toFixed(2)}x its pairs/s (target >= 3)`,
+        );
+      }
+    } else console.log('PyTorch: not run (set USERPREF_TORCH_PYTHON to a Python with torch, transformers and peft for the like-for-like)');
     return r as unknown as Record<string, unknown>;
   },
 });

@@ -18,12 +18,12 @@
  * Run: node tools/scripts/run-ts.js plugins/backbone-idefics2/bench/forward.bench.ts [tiny|small ...]
  *      node tools/scripts/run-ts.js plugins/backbone-idefics2/bench/forward.bench.ts backbone
  */
-import { fork } from 'child_process';
+import { fork, spawnSync } from 'child_process';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, runtimeInfo } from '@userpref/runtime';
+import { initRuntime, runtimeInfo, type BackendName } from '@userpref/runtime';
 import { writeIdefics2Checkpoint, type PresetName } from '../src/checkpoint';
 import { LoraAdapter } from '../src/lora/adapter';
 import { PAPER_LORA } from '../src/lora/lora';
@@ -134,6 +134,7 @@ export async function benchForward(preset: PresetName, repeats = 3): Promise<For
 }
 
 export interface BackboneBenchRow {
+  backend: string;
   visionCache: boolean;
   sharedPrefix: boolean;
   trainBatch: number;
@@ -151,9 +152,23 @@ export interface BackboneBenchRow {
 
 export interface BackboneBenchResult {
   preset: PresetName;
-  backend: string;
+  /** The backends measured, in order (every one that loads here unless asked otherwise). */
+  backends: string[];
   loadAverage: number[];
   rows: BackboneBenchRow[];
+  /** The PyTorch like-for-like (tools/bench/torch_step.py), when USERPREF_TORCH_PYTHON names a Python with torch. */
+  torch?: TorchBenchResult | { skipped: string };
+}
+
+export interface TorchBenchResult {
+  torch: string;
+  threads: number;
+  tokensPerSequence: number;
+  trainMsPerExample: number;
+  trainCpuMsPerExample: number;
+  evalPairsPerSecond: number;
+  evalCpuPairsPerSecond: number;
+  peakRssMb: number;
 }
 
 export interface BackboneBenchOptions {
@@ -164,10 +179,17 @@ export interface BackboneBenchOptions {
   /** Distinct evaluation examples (distinct users: no prefix is shared across examples). */
   evalExamples?: number;
   evalBatch?: number;
+  /** Backends to compare (default: every one that loads here, tensorflow then wasm). */
+  backends?: BackendName[];
+  /** Python with torch + transformers + peft for the like-for-like (default env USERPREF_TORCH_PYTHON). */
+  torchPython?: string;
 }
 
 interface RowRequest {
+  backend: BackendName;
   dir: string;
+  /** Write the first training example's token ids and shapes here (for the PyTorch like-for-like). */
+  dumpRequest?: string;
   visionCache: boolean;
   sharedPrefix: boolean;
   trainExamples: number;
@@ -183,7 +205,7 @@ const cpuMs = () => {
 
 /** One row, in this process (the child side of benchBackbone). */
 async function backboneRow(req: RowRequest): Promise<BackboneBenchRow> {
-  await initRuntime({ device: 'cpu' });
+  await initRuntime({ device: 'cpu', prefer: req.backend });
   const bb = new Idefics2Backbone(
     { path: req.dir, imageCacheBytes: req.visionCache ? 2 ** 30 : 0, sharedPrefix: req.sharedPrefix },
     { seed: 0, baseDir: '/' },
@@ -193,6 +215,22 @@ async function backboneRow(req: RowRequest): Promise<BackboneBenchRow> {
   const train = Array.from({ length: req.trainExamples }, (_, i) => benchExample(i, 8, i % 2));
   const evalSet = Array.from({ length: req.evalExamples }, (_, i) => benchExample(1000 + i, 8, i % 2));
   let tokens = 0;
+  if (req.dumpRequest) {
+    const prepared = (await bb.prepare([train[0]])) as unknown as { seqLen: number; inputIds: Int32Array; dispose(): void };
+    const config = JSON.parse(await fs.readFile(path.join(req.dir, 'config.json'), 'utf8'));
+    await fs.writeFile(req.dumpRequest, JSON.stringify({
+      checkpoint: req.dir,
+      inputIds: Array.from(prepared.inputIds.subarray(0, prepared.seqLen)),
+      images: 2 * train[0].references.length + 1,
+      imageSize: config.vision_config.image_size,
+      readout: bb.readout.positive,
+      trainExamples: req.trainExamples,
+      evalExamples: req.evalExamples,
+      evalBatch: req.evalBatch,
+      threads: os.cpus().length,
+    }));
+    prepared.dispose();
+  }
   const trainEpoch = async (step0: number) => {
     for (let i = 0; i < train.length; i += req.trainBatch) {
       const prepared = await bb.prepare(train.slice(i, i + req.trainBatch));
@@ -232,6 +270,7 @@ async function backboneRow(req: RowRequest): Promise<BackboneBenchRow> {
   const evalCpu = (cpuMs() - c) / 1000;
   bb.dispose();
   return {
+    backend: runtimeInfo()?.backend ?? tf.getBackend(),
     visionCache: req.visionCache,
     sharedPrefix: req.sharedPrefix,
     trainBatch: req.trainBatch,
@@ -245,30 +284,54 @@ async function backboneRow(req: RowRequest): Promise<BackboneBenchRow> {
   };
 }
 
-/** The 4 rows (vision cache x shared prefix), each in a child process. */
+/** The CPU backends that initialise here (each probed in a child process: tfjs-node may not load). */
+export function availableBackends(): BackendName[] {
+  const out: BackendName[] = [];
+  const root = path.join(__dirname, '..', '..', '..');
+  const probe = spawnSync(process.execPath, ['-e', "require('@tensorflow/tfjs-node')"], { cwd: root, stdio: 'ignore', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' } });
+  if (probe.status === 0) out.push('tensorflow');
+  out.push('wasm');
+  return out;
+}
+
+/** The 4 rows (vision cache x shared prefix) per backend, each in a child process; then PyTorch's like-for-like. */
 export async function benchBackbone(options: BackboneBenchOptions = {}): Promise<BackboneBenchResult> {
   const preset = options.preset ?? 'small';
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `bench-backbone-${preset}-`));
   try {
     await writeIdefics2Checkpoint({ preset, outDir: dir, seed: 0 });
     const loadAverage = os.loadavg();
+    const backends = options.backends ?? availableBackends();
+    const torchPython = options.torchPython ?? process.env.USERPREF_TORCH_PYTHON;
+    const torchRequest = path.join(dir, 'torch-request.json');
     const rows: BackboneBenchRow[] = [];
-    for (const visionCache of [false, true]) {
-      for (const sharedPrefix of [false, true]) {
-        const req: RowRequest = {
-          dir,
-          visionCache,
-          sharedPrefix,
-          trainExamples: options.trainExamples ?? 3,
-          trainBatch: options.trainBatch ?? 1,
-          evalExamples: options.evalExamples ?? 8,
-          evalBatch: options.evalBatch ?? 4,
-        };
-        rows.push(await runChild(req));
+    for (const backend of backends) {
+      for (const visionCache of [false, true]) {
+        for (const sharedPrefix of [false, true]) {
+          const req: RowRequest = {
+            backend,
+            dir,
+            dumpRequest: torchPython && rows.length === 0 ? torchRequest : undefined,
+            visionCache,
+            sharedPrefix,
+            trainExamples: options.trainExamples ?? 3,
+            trainBatch: options.trainBatch ?? 1,
+            evalExamples: options.evalExamples ?? 8,
+            evalBatch: options.evalBatch ?? 4,
+          };
+          rows.push(await runChild(req));
+        }
       }
     }
-    await initRuntime({ device: 'cpu' });
-    return { preset, backend: runtimeInfo()?.backend ?? tf.getBackend(), loadAverage: loadAverage.map((x, i) => (x + os.loadavg()[i]) / 2), rows };
+    let torch: BackboneBenchResult['torch'];
+    if (torchPython) {
+      const script = path.join(__dirname, '..', '..', '..', 'tools', 'bench', 'torch_step.py');
+      const r = spawnSync(torchPython, [script, '--request', torchRequest], { encoding: 'utf8', maxBuffer: 16 << 20 });
+      const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+      if (r.status === 0 && line.startsWith('{')) torch = JSON.parse(line) as TorchBenchResult;
+      else torch = { skipped: `${torchPython} ${path.basename(script)} failed (exit ${r.status}): ${(r.stderr ?? String(r.error)).trim().split('\n').slice(-2).join(' | ')}` };
+    }
+    return { preset, backends, loadAverage: loadAverage.map((x, i) => (x + os.loadavg()[i]) / 2), rows, ...(torch ? { torch } : {}) };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
