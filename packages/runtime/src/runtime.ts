@@ -85,7 +85,21 @@ export async function initRuntime(options: RuntimeOptions = {}): Promise<Runtime
   const wasm = { backend: 'wasm' as const, provider: '@tensorflow/tfjs-backend-wasm', gpu: false, load: () => tryRequire('@tensorflow/tfjs-backend-wasm') };
   const cpu = { backend: 'cpu' as const, provider: '@tensorflow/tfjs-backend-cpu', gpu: false, load: () => tryRequire('@tensorflow/tfjs-backend-cpu') };
   if (device === 'gpu') candidates.push(gpu);
-  if (device === 'auto') candidates.push(gpu);
+  if (device === 'auto') {
+    // auto only prefers the GPU: a tfjs-node-gpu that npm left without its binding (its install
+    // script did not run or could not download) is reported and skipped, not fatal.
+    candidates.push({
+      ...gpu,
+      load: () => {
+        try {
+          return gpu.load();
+        } catch (err) {
+          options.log?.(`--device auto: ${(err as Error).message.split('\n')[0]}; trying the CPU backends`, { provider: gpu.provider });
+          return false;
+        }
+      },
+    });
+  }
   if (device !== 'gpu') candidates.push(node, wasm, cpu);
   const prefer = options.prefer ?? pinnedBackend();
   const filtered = prefer ? candidates.filter((c) => c.backend === prefer) : candidates;

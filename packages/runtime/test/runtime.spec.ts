@@ -66,6 +66,23 @@ describe('initRuntime', () => {
     });
   });
 
+  it('auto skips a GPU package that is installed but cannot load, and says so', async () => {
+    let gpuLoads = true;
+    try {
+      require('@tensorflow/tfjs-node-gpu');
+    } catch {
+      gpuLoads = false;
+    }
+    const logs: string[] = [];
+    const info = await initRuntime({ device: 'auto', log: (m) => logs.push(m) });
+    if (gpuLoads) {
+      expect(info.gpu).toBe(true);
+      return;
+    }
+    expect(info.gpu).toBe(false);
+    expect(logs[logs.length - 1]).toMatch(/^tensor backend: /);
+  });
+
   it('rejects an unknown device', async () => {
     await expect(initRuntime({ device: 'tpu' as never })).rejects.toThrow(/unknown device 'tpu'/);
   });
