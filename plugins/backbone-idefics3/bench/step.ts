@@ -2,7 +2,11 @@
  * Time and memory of one stage-1 step (LoRA training, base + contrastive loss, one example with 8
  * reference pairs = 17 images) and of scoring it, for an Idefics3 / SmolVLM checkpoint on this CPU.
  *
- *   node tools/scripts/run-ts.js plugins/backbone-idefics3/bench/step.ts <checkpoint dir> [--split] [--steps N]
+ *   node tools/scripts/run-ts.js plugins/backbone-idefics3/bench/step.ts <checkpoint dir> [--split] [--steps N] [--refs N]
+ *
+ * --steps 0 measures scoring only; --refs sets the reference pairs (default 8: 17 images). Each
+ * measurement is printed as soon as it is taken, so a run stopped for memory still reports the
+ * earlier ones.
  *
  * Images are random 512 x 512 RGB (SPEC §2 resizes every image to 512 x 512 first). Without --split the
  * backbone's imageSplitting option is false: one tile per image (image_seq_len tokens); with it, the
@@ -37,7 +41,10 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const dir = path.resolve(args[0]);
   const split = args.includes('--split');
-  const steps = Number(args[args.indexOf('--steps') + 1] ?? 2) || 2;
+  const opt = (name: string, dflt: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
+  const steps = opt('--steps', 2);
+  const refs = opt('--refs', 8);
+  const report = (what: string, value: unknown) => console.log(JSON.stringify({ [what]: value, rssMB: Math.round(process.memoryUsage().rss / 2 ** 20) }));
   await initRuntime({ device: 'cpu' });
   let peak = 0;
   const sample = () => (peak = Math.max(peak, process.memoryUsage().rss));
@@ -46,10 +53,12 @@ async function main(): Promise<void> {
   const backbone = new Idefics3Backbone({ path: dir, imageSplitting: split, maxPromptLen: 100 }, { seed: 1, baseDir: process.cwd() });
   await backbone.init();
   const tInit = Date.now() - t0;
-  const ex = example(8);
+  const ex = example(refs);
+  report('initMs', tInit);
   const t1 = Date.now();
   const prepared = await backbone.prepare([ex]);
   const tVision = Date.now() - t1;
+  report('visionMs', tVision);
   const { positive: pos, negative: neg } = backbone.readout;
   const loss = () => {
     const out = backbone.pairLogits(prepared, { training: true, seed: 1 });
@@ -70,6 +79,7 @@ async function main(): Promise<void> {
     tf.dispose([value, ...Object.values(grads)]);
     stepTimes.push(Date.now() - t);
     sample();
+    report('trainStepMs', stepTimes[stepTimes.length - 1]);
   }
   const t2 = Date.now();
   const out = tf.tidy(() => backbone.pairLogits(prepared, { training: false }));
@@ -88,7 +98,8 @@ async function main(): Promise<void> {
     imageSeqLen: m.imageSeqLen,
     sequenceTokens: rows.prefix.length + rows.likedSuffix.length,
     initMs: tInit,
-    visionMs18Images: tVision,
+    referencePairs: refs,
+    visionMs: tVision,
     trainStepMs: stepTimes,
     scoreForwardMs: tScore,
     loraParameters: backbone.adapterVariables().reduce((s, v) => s + v.size, 0),
