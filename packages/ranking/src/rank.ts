@@ -86,6 +86,12 @@ export function pairHistory(liked: readonly PreferenceImage[], disliked: readonl
   return { references };
 }
 
+/**
+ * Lets the event loop run between chunks: model work is synchronous, so without this a service
+ * could not answer a health check, refuse a request or fire a timeout until a ranking ended.
+ */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 
 /** Scores and orders the candidates of one request. */
@@ -111,6 +117,7 @@ export async function rankCandidates(backbone: Backbone, request: RankRequest, o
     historyMs = Date.now() - t0;
     try {
       for (let i = 0; i < n; i += chunk) {
+        await yieldToEventLoop();
         signal?.throwIfAborted();
         readouts.push(...(await session.score(prompt, images.slice(i, i + chunk))));
         options.onProgress?.(readouts.length, n);
@@ -120,6 +127,7 @@ export async function rankCandidates(backbone: Backbone, request: RankRequest, o
     }
   } else {
     for (let i = 0; i < n; i += chunk) {
+      await yieldToEventLoop();
       signal?.throwIfAborted();
       readouts.push(...(await scoreByPairs(backbone, request.history, prompt, images.slice(i, i + chunk))));
       options.onProgress?.(readouts.length, n);

@@ -11,6 +11,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { CandidateReadout, PreferenceExample, PreferenceImage, PrefixContext, PrefixProvider } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone } from '../src';
+import { runAfterPrefix, runPrefix } from '../src/model/prefix-kv';
+import { textForwardPacked } from '../src/model/text';
+import type { AttentionSegment } from '../src/model/attention';
 import { tinyCheckpoint } from './model-fixtures';
 import { syntheticExample, syntheticImage } from './synthetic';
 
@@ -132,5 +135,39 @@ describe('openHistory: one history, many candidates (tiny checkpoint)', () => {
     session.dispose();
     expect(tf.memory().numTensors).toBe(before);
     await expect(session.score('p', candidates(1))).rejects.toThrow(/disposed/);
+  });
+
+  it.each([
+    ['equal suffixes (one product per KV head, last layer on the read rows only)', [4, 4, 4]],
+    ['suffixes of different lengths (one attention segment each)', [3, 6, 1]],
+  ])('runAfterPrefix on %s gives textForwardPacked\'s logits of prefix + suffix', (_, lengths) => {
+    const m = backbone.idefics2;
+    const d = m.config.text.hiddenSize;
+    const L = 9;
+    const N = lengths.reduce((a, b) => a + b, 0);
+    const prefix = tf.randomNormal([L, d], 0, 1, 'float32', 91) as tf.Tensor2D;
+    const suffixes = tf.randomNormal([N, d], 0, 1, 'float32', 92) as tf.Tensor2D;
+    const kv = runPrefix(m.params, m.config, prefix);
+    const got = runAfterPrefix(m.params, m.config, kv, suffixes, lengths);
+    // Reference: one packed forward of the prefix and every suffix on its keys.
+    const positions: number[] = [...Array(L).keys()];
+    const segments: AttentionSegment[] = [{ query: { start: 0, len: L }, keys: [{ start: 0, len: L }], causalOffset: 0 }];
+    const readRows: number[] = [];
+    let row = L;
+    for (const len of lengths) {
+      positions.push(...Array.from({ length: len }, (_, t) => L + t));
+      segments.push({ query: { start: row, len }, keys: [{ start: 0, len: L }, { start: row, len }], causalOffset: L });
+      readRows.push(row + len - 1);
+      row += len;
+    }
+    const packed = tf.concat([prefix, suffixes], 0) as tf.Tensor2D;
+    const want = textForwardPacked(m.params, m.config, { embeds: packed, positions, segments, readRows }, { ctx: { training: false } }).logits;
+    const g = got.dataSync();
+    const w = want.dataSync();
+    const scale = Math.max(...Array.from(w, Math.abs));
+    expect(got.shape).toEqual([lengths.length, m.config.text.vocabSize]);
+    for (let i = 0; i < w.length; i++) expect(Math.abs(g[i] - w[i]) / scale).toBeLessThan(2e-5);
+    tf.dispose([prefix, suffixes, got, packed, want]);
+    kv.dispose();
   });
 });
