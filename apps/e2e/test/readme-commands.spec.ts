@@ -160,13 +160,13 @@ describe('SLOW: every README command, as written, on a fresh copy of the workspa
           cwd: sandbox,
           encoding: 'utf8',
           env: { ...process.env, ...rule.env, CI: '1', NX_DAEMON: 'false', NX_NO_CLOUD: 'true', NX_SKIP_NX_CACHE: 'true', FORCE_COLOR: '0' },
-          timeout: rule.timeoutMs ?? 240_000,
+          timeout: rule.timeoutMs ?? 600_000,
           maxBuffer: 64 * 1024 * 1024,
         });
         if (r.status !== 0) throw new Error(`${full}\nexited ${r.status ?? r.signal}:\n${(r.stdout ?? '').slice(-2000)}\n${(r.stderr ?? '').slice(-4000)}`);
         expect(r.stderr).not.toMatch(/^error: /m);
       },
-      (rule.timeoutMs ?? 240_000) + 30_000,
+      (rule.timeoutMs ?? 600_000) + 30_000,
     );
   }
 });
