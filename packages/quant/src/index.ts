@@ -10,4 +10,4 @@ export { packCodes, unpackCodes, unpackCodesHost, codesPerWord } from './pack';
 export type { CodeBits } from './pack';
 export { PackedMatrix, packedBytes } from './packed';
 export type { BaseBits, PackOptions } from './packed';
-export { checkpointed, recordingGradients } from './remat';
+export { checkpointed, checkpointedMulti, recordingGradients } from './remat';

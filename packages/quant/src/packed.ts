@@ -110,6 +110,14 @@ export class PackedMatrix {
     return n * 4;
   }
 
+  /** The device tensors holding the packed weight (fingerprints, accounting). */
+  tensors(): tf.Tensor[] {
+    const out: tf.Tensor[] = [this.words];
+    if (this.scales) out.push(this.scales);
+    if (this.dq) out.push(this.dq.words, this.dq.scales);
+    return out;
+  }
+
   /** The float32 block absmaxes, [blocks] in the order of the flattened [out, in] weight. */
   private absmaxTensor(): tf.Tensor1D {
     if (this.scales) return tf.reshape(this.scales, [-1]) as tf.Tensor1D;

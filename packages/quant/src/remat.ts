@@ -34,27 +34,32 @@ export function recordingGradients(): boolean {
  * through the checkpoint).
  */
 export function checkpointed<T extends tf.Tensor>(fn: (x: T) => T, x: T, params: readonly tf.Tensor[]): T {
-  if (!recordingGradients()) return fn(x);
+  return checkpointedMulti((xs) => fn(xs[0] as T), [x], params);
+}
+
+/** checkpointed() for a block with several inputs (all kept, all given gradients). */
+export function checkpointedMulti<T extends tf.Tensor>(fn: (xs: tf.Tensor[]) => T, inputs: readonly tf.Tensor[], params: readonly tf.Tensor[]): T {
+  if (!recordingGradients()) return fn([...inputs]);
   const e = tf.engine() as unknown as EngineState;
+  const n = inputs.length;
   const op = tf.customGrad((...args: unknown[]) => {
     const save = args[args.length - 1] as tf.GradSaveFunc;
-    const input = args[0] as T;
-    save([input]);
+    const xs = args.slice(0, n) as tf.Tensor[];
+    save(xs);
     return {
-      value: fn(input),
+      value: fn(xs),
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-        const [sx] = saved as T[];
         const outer = e.state.activeTape;
-        const xs: tf.Tensor[] = [sx, ...params];
+        const wrt: tf.Tensor[] = [...saved, ...params];
         try {
-          const { value, grads } = e.gradients(() => fn(sx), xs, dy as tf.Tensor, true);
+          const { value, grads } = e.gradients(() => fn(saved), wrt, dy as tf.Tensor, true);
           value.dispose();
-          return grads.map((g, i) => g ?? tf.zerosLike(xs[i]));
+          return grads.map((g, i) => g ?? tf.zerosLike(wrt[i]));
         } finally {
           e.state.activeTape = outer;
         }
       },
     };
   });
-  return op(x, ...params) as T;
+  return op(...inputs, ...params) as T;
 }

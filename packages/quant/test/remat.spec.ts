@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
-import { checkpointed, PackedMatrix } from '../src';
+import { checkpointed, checkpointedMulti, PackedMatrix } from '../src';
 
 const rel = (a: Float32Array, b: Float32Array) => {
   let num = 0;
@@ -93,5 +93,28 @@ describe('checkpointed()', () => {
     const a = checkpointed((inp: tf.Tensor2D) => block(inp, 0, s, false), x, [s.lora[0].a, s.lora[0].b]);
     const b = block(x, 0, s, false);
     expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
+  });
+
+  it('checkpointedMulti: a block of two inputs gives both their gradients', () => {
+    const s = setup();
+    const x = tf.variable(tf.randomNormal([N, d], 0, 1, 'float32', 5) as tf.Tensor2D, true);
+    const c = tf.variable(tf.randomNormal([N, d], 0, 1, 'float32', 6) as tf.Tensor2D, true);
+    const vars = [x, c, s.lora[0].a, s.lora[0].b];
+    const f = (xs: tf.Tensor[]) => tf.tidy(() => tf.add(block(xs[0] as tf.Tensor2D, 0, s, false), tf.mul(xs[1], tf.sigmoid(xs[0])))) as tf.Tensor2D;
+    const run = (ck: boolean) => {
+      const { value, grads } = tf.variableGrads(() => {
+        const a = tf.mul(x, 1.5) as tf.Tensor2D;
+        const b = tf.sin(c) as tf.Tensor2D;
+        const out = ck ? checkpointedMulti(f, [a, b], [s.lora[0].a, s.lora[0].b]) : f([a, b]);
+        return tf.sum(tf.square(out)) as tf.Scalar;
+      }, vars);
+      value.dispose();
+      const g = vars.map((v) => grads[v.name].dataSync() as Float32Array);
+      tf.dispose(Object.values(grads));
+      return g;
+    };
+    const plain = run(false);
+    const ck = run(true);
+    for (let i = 0; i < vars.length; i++) expect(rel(ck[i], plain[i])).toBeLessThan(1e-6);
   });
 });
