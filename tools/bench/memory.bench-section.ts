@@ -1,0 +1,122 @@
+/**
+ * `npm run bench -- quant memory`: what the packed frozen base and activation checkpointing cost
+ * and save.
+ *
+ * - quant: the error of 8-bit (absmax per output channel) and 4-bit (NF4, blocks of 64) weights
+ *   against float32 for layers with idefics2-8b's shapes (random N(0, 0.02) weights, idefics2-8b's
+ *   initializer_range; trained weights have heavier tails), and the time to unpack one.
+ * - memory: the memory model's peak for idefics2-8b (float32 / 8-bit / 4-bit base, checkpointing
+ *   off / on, batch 1 and 2) against 24 / 48 / 80 GB cards.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initRuntime } from '@userpref/runtime';
+import { PackedMatrix } from '../../packages/quant/src';
+import { predictTrainingStep, type MemoryOptions, type ModelShape, type Workload } from '../../packages/memory-model/src';
+import { registerSection } from './main';
+
+/**
+ * HuggingFaceM4/idefics2-8b's config.json as parseIdefics2Config reads it (vision 1152 x 27,
+ * intermediate 4304, patch 14, image_size 980; perceiver 64 latents x 3 layers, 16 heads x 96, 4 KV
+ * heads; Mistral-7B 4096 x 32, intermediate 14336, 32 heads / 8 KV, vocab 32003).
+ */
+export const IDEFICS2_8B: ModelShape = {
+  vision: { hiddenSize: 1152, intermediateSize: 4304, numLayers: 27, numChannels: 3, patchSize: 14, numPatchesPerSide: 70 },
+  perceiver: { hiddenSize: 4096, numLatents: 64, depth: 3, numHeads: 16, headDim: 96, numKvHeads: 4 },
+  text: { vocabSize: 32003, hiddenSize: 4096, intermediateSize: 14336, numLayers: 32, numHeads: 32, numKvHeads: 8, headDim: 128 },
+  tieWordEmbeddings: false,
+};
+
+/**
+ * The paper's example (SPEC §2): 8 reference pairs, 17 images of 378 x 378 (27 x 27 = 729 patches),
+ * ~1.9k tokens: a prefix of 16 image turns and a ~110-token target turn (64 image tokens, the
+ * prompt, "Assistant:"). Images: 16 references + 2 candidates per example.
+ */
+export function paperWorkload(batch: number): Workload {
+  return { batch, prefixLen: 1800, suffixLen: 110, images: 18 * batch, patches: 729, prefixImages: 16 };
+}
+
+function relError(a: Float32Array, b: Float32Array): { frob: number; maxAbs: number } {
+  let num = 0;
+  let den = 0;
+  let maxAbs = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = a[i] - b[i];
+    num += e * e;
+    den += b[i] * b[i];
+    maxAbs = Math.max(maxAbs, Math.abs(e));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return { frob: Math.sqrt(num / den), maxAbs: maxAbs / scale };
+}
+
+registerSection({
+  name: 'quant',
+  run: async () => {
+    await initRuntime({ device: 'cpu' });
+    const layers: Array<[string, number, number]> = [
+      ['text q|k|v (4096 -> 6144)', 4096, 6144],
+      ['text down_proj (14336 -> 4096)', 14336, 4096],
+    ];
+    const rows = [];
+    for (const [name, inF, out] of layers) {
+      const n = inF * out;
+      const w = new Float32Array(n);
+      // Box-Muller normals, std 0.02 (a fixed LCG: the same weights every run)
+      let s = 12345;
+      const u = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) + 0.5) / 4294967296;
+      for (let i = 0; i < n; i += 2) {
+        const r = Math.sqrt(-2 * Math.log(u()));
+        const t = 2 * Math.PI * u();
+        w[i] = 0.02 * r * Math.cos(t);
+        if (i + 1 < n) w[i + 1] = 0.02 * r * Math.sin(t);
+      }
+      const x = tf.randomNormal([64, inF], 0, 1, 'float32', 7) as tf.Tensor2D;
+      const wt = tf.tensor2d(w, [inF, out]);
+      const ref = tf.matMul(x, wt).dataSync() as Float32Array;
+      wt.dispose();
+      for (const opts of [{ bits: 8 as const }, { bits: 4 as const }, { bits: 4 as const, doubleQuant: true }]) {
+        const t0 = Date.now();
+        const p = PackedMatrix.quantizeInOut(w, inF, out, opts);
+        const quantMs = Date.now() - t0;
+        p.materialize().dispose(); // warm-up
+        const t1 = Date.now();
+        const m = p.materialize();
+        const unpackMs = Date.now() - t1;
+        const y = tf.matMul(x, m).dataSync() as Float32Array;
+        const e = relError(y, ref);
+        const label = `${opts.bits}-bit${'doubleQuant' in opts ? ' + double quant' : ''}`;
+        const row = { layer: name, format: label, bytesPerWeight: p.bytes / n, outputRelErrorFrobenius: e.frob, outputMaxAbsErrorOverMaxAbs: e.maxAbs, quantizeMs: quantMs, unpackMs, backend: tf.getBackend() };
+        console.log(`${name.padEnd(32)} ${label.padEnd(22)} ${row.bytesPerWeight.toFixed(3)} B/weight  output error ${(e.frob * 100).toFixed(2)}% (Frobenius), max ${(e.maxAbs * 100).toFixed(2)}% of max |y|  unpack ${unpackMs} ms on ${row.backend}`);
+        rows.push(row);
+        m.dispose();
+        p.dispose();
+      }
+      x.dispose();
+    }
+    return { layers: rows };
+  },
+});
+
+registerSection({
+  name: 'memory',
+  run: async () => {
+    const GB = 1e9;
+    const rows = [];
+    console.log('idefics2-8b, LoRA r 8 (paper targets), 8 reference pairs (~1.9k tokens), memory model (GPU sharing: saved tensors and reshapes alias):');
+    console.log(`${'base'.padEnd(8)} ${'ckpt'.padEnd(5)} ${'batch'.padEnd(6)} ${'weights'.padStart(8)} ${'saved'.padStart(8)} ${'backward'.padStart(9)} ${'peak'.padStart(8)}  fits`);
+    for (const bits of [32, 8, 4] as const) {
+      for (const checkpoint of [false, true]) {
+        for (const batch of [1, 2]) {
+          const o: MemoryOptions = { baseBits: bits, checkpoint, lora: { r: 8, alpha: 8, dropout: 0.1 }, attention: 'batched' };
+          const p = predictTrainingStep(IDEFICS2_8B, paperWorkload(batch), o);
+          const fits = [24, 48, 80].filter((g) => p.peak <= g * GB * 0.95);
+          const row = { baseBits: bits, checkpoint, batch, weightsGB: p.weights / GB, residentGB: p.resident / GB, savedGB: p.saved / GB, backwardGB: p.backward / GB, peakGB: p.peak / GB, fits: fits.map((g) => `${g} GB`) };
+          rows.push(row);
+          console.log(`${(bits === 32 ? 'float32' : `${bits}-bit`).padEnd(8)} ${(checkpoint ? 'on' : 'off').padEnd(5)} ${String(batch).padEnd(6)} ${row.weightsGB.toFixed(1).padStart(8)} ${row.savedGB.toFixed(1).padStart(8)} ${row.backwardGB.toFixed(1).padStart(9)} ${row.peakGB.toFixed(1).padStart(8)}  ${fits.length ? fits.join(', ') : 'none of 24/48/80 GB'}`);
+        }
+      }
+    }
+    return { idefics2_8b: rows };
+  },
+});
