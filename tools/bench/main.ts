@@ -31,6 +31,8 @@ async function main() {
   require('./import.bench-section');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   require('./model.bench-section');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require('./rank.bench-section');
   require('./memory.bench-section'); // eslint-disable-line @typescript-eslint/no-require-imports
   const wanted = process.argv.slice(2);
   const results: Record<string, unknown> = { machine: { cpus: require('os').cpus().length, node: process.version }, startedAt: new Date().toISOString() };
