@@ -111,6 +111,16 @@ export const PRESETS = {
    * another seed): the data of the stand-in pre-training (README, "The embedded demo").
    */
   population: { ...BASE, users: 600, comparisonsPerUser: 24, clusters: 4, shards: 4 },
+  /**
+   * The embedded demo's world (README, "The embedded demo"): two taste camps that disagree on
+   * colour and texture only. Shape, layout, background and style carry no shared taste (people
+   * differ there only by small personal parts) and prompts name only those, so colour and texture
+   * always vary within a comparison. A reader that compares images on every attribute is misled by
+   * the four taste-free ones; a reader that learned which attributes matter is not (ceilings bench).
+   */
+  camps: { ...BASE, users: 80, comparisonsPerUser: 24, clusters: 2, shards: 2, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
+  /** The same world with three times the people: a test split of ~590 comparisons (the demo's longer run). */
+  'camps-large': { ...BASE, users: 240, comparisonsPerUser: 24, clusters: 2, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 

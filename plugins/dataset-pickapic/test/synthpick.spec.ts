@@ -283,3 +283,28 @@ describe('generateSynthpick tiny', () => {
 function p0Of(truth: SynthpickTruth, rankingId: string): number {
   return truth.comparisons.find((c) => c.ranking_id === rankingId)!.p0;
 }
+
+describe("the camps preset (the embedded demo's world)", () => {
+  // ceilings.ts computes the readers from the hidden attributes and tastes (no pixels, no model).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { ceilings } = require('../bench/ceilings') as typeof import('../bench/ceilings');
+
+  it.each([42, 43, 44])('seed %i: a taste-free similarity reader is misled, a reader that learned the taste is not', (seed) => {
+    const sim = simulateSynthpick(PRESETS.camps, seed);
+    expect(sim.summary.bayesOptimalAccuracy).toBeGreaterThan(0.85);
+    expect(sim.summary.populationAccuracy).toBeLessThan(0.57);
+    const [at8] = ceilings(PRESETS.camps, seed, [8]);
+    // The base's reader (all six attributes) stays in the 60s; the same circuit with the taste's
+    // bilinear form is within a few points of Bayes.
+    expect(at8.attention).toBeLessThan(70);
+    expect(at8.attentionBilinear - at8.attention).toBeGreaterThan(15);
+    expect(100 * sim.summary.bayesOptimalAccuracy - at8.attentionBilinear).toBeLessThan(6);
+  });
+
+  it('camps-large is the same world with three times the people', () => {
+    const { users, shards, ...rest } = PRESETS['camps-large'];
+    const { users: u0, shards: s0, ...rest0 } = PRESETS.camps;
+    expect(rest).toEqual(rest0);
+    expect([users, shards, u0, s0]).toEqual([240, 4, 80, 2]);
+  });
+});
