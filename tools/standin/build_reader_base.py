@@ -38,7 +38,17 @@ rope_theta is 1e6 (as Mistral-7B v0.2) so RoPE pairs 9..14 turn by at most ~0.2 
 demo's --use_prompt 0): with prompts, the text between an image and its answer varies and the
 recency window would too.
 
-Usage (venv with torch, transformers, pandas, pyarrow, pillow; ~8 min on 2 cores):
+The demo's default base, apps/demo/base/idefics2-small-kernel, is the TASTE-FREE variant: the
+stand-in's perception (its connector, fitted on attribute labels of population images only) and the
+hand-set kernel reader (--reader kernel: beta 0.4 per shared attribute, never fitted to anyone's
+choices). The images of --data are used only to calibrate the residual scales (no labels). ~1 min;
+the same command writes the same bytes (sha256 636eee5d...):
+  node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --preset population \
+       --seed 7 --population-seed 42 --params '{"users":100,"shards":1}' --out /tmp/pop100
+  python tools/standin/build_reader_base.py --data /tmp/pop100 --base apps/demo/base/idefics2-small-standin \
+       --perception-from apps/demo/base/idefics2-small-standin --reader kernel --out apps/demo/base/idefics2-small-kernel
+
+Usage for the fitted stand-in (venv with torch, transformers, pandas, pyarrow, pillow; ~8 min on 2 cores):
   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --preset population \
        --seed 7 --population-seed 42 --out /tmp/population
   python tools/standin/build_reader_base.py --data /tmp/population \

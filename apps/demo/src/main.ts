@@ -1,16 +1,18 @@
 /**
  * `npm start`: the embedded end-to-end run on this machine, nothing downloaded.
  *
- *  1. synthpick `default` (Pick-a-Pic v2 parquet, written by the dataset plugin's generator) and
- *     its import into the processed format;
- *  2. the stand-in for a pretrained base, committed in apps/demo/base: the `small` IDEFICS2
- *     architecture whose perception was fitted on OTHER people's images of the same synthetic
- *     world, with a history reader set by hand and fitted on their choices
- *     (tools/standin/build_reader_base.py; README "The embedded demo");
+ *  1. a synthpick world (preset and seed from `<config>.world.json`: `camps` for demo.json; Pick-a-Pic v2
+ *     parquet, written by the dataset plugin's generator) and its import into the processed format;
+ *  2. the base the config names, committed in apps/demo/base: by default the taste-free base
+ *     (perception + a hand-set "compare with the earlier images and copy their answers" reader,
+ *     fitted to no preference; tools/standin/build_reader_base.py --reader kernel); with
+ *     `--config apps/demo/config/demo-standin.json`, the earlier stand-in whose reader was fitted on
+ *     other people's choices (README "The embedded demo");
  *  3. stage 1 (LoRA, base + contrastive loss), the non-personalised baseline (the same training
  *     with 0 reference pairs), stage 2 (preference tokens on the stage-1 adapter);
  *  4. evaluation on the test split with baselines, printed as a table.
  *
+ * `--seed N` runs the same on another draw of the world (its own data and run directories).
  * Each step is skipped when its output already exists, so a second `npm start` only re-evaluates.
  * The run directory records the base's weights (demo-base.json): outputs trained on another base
  * are moved aside (to <run>.stale-<time>), never mixed with the current one and never deleted.
@@ -20,23 +22,39 @@ import { spawnSync } from 'child_process';
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { runMain } from '@userpref/cli';
-import { TRUTH_FILE, generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
+import { TRUTH_FILE, generateSynthpick, importDataset, type SynthpickPreset } from '@userpref/dataset-pickapic';
 import { claimRunDir } from './run-dir';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
-const runs = path.join(root, 'runs', process.env.USERPREF_DEMO_RUN ?? 'demo');
-const config = path.join(__dirname, '..', 'config', 'demo.json');
+
+/** `--config <file>` and `--seed N` are the demo's own; every other flag goes to every runner (e.g. `--set train.max_steps=2`). */
+const passThrough: string[] = [];
+let configArg: string | undefined;
+let seedArg: number | undefined;
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--config') configArg = process.argv[++i];
+  else if (a === '--seed') seedArg = Number(process.argv[++i]);
+  else passThrough.push(a);
+}
+if (seedArg !== undefined && !Number.isInteger(seedArg)) throw new Error('--seed takes an integer (the synthpick world seed)');
+const config = configArg ? path.resolve(configArg) : path.join(__dirname, '..', 'config', 'demo.json');
+
+interface DemoConfig {
+  out?: string;
+  plugins?: { backbone?: { options?: { path?: string } }; dataset?: { options?: { path?: string } } };
+}
 
 function step(title: string) {
   process.stderr.write(`\n=== ${title} ===\n`);
 }
 
-/** Extra flags given to `npm start -- ...` go to every runner (e.g. `--set train.max_steps=2`). */
-const passThrough = process.argv.slice(2);
+let runs = '';
+let dataArgs: string[] = [];
 
 function runApp(app: string, args: string[]): void {
-  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, '--out', runs, ...args, ...passThrough], { stdio: 'inherit', cwd: root });
+  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, '--out', runs, ...dataArgs, '--seed', String(seedArg ?? 42), ...args, ...passThrough], { stdio: 'inherit', cwd: root });
   if (r.status !== 0) throw new Error(`${app} ${args.join(' ')} failed (exit ${r.status})`);
 }
 
@@ -49,12 +67,36 @@ async function latestAdapter(exp: string): Promise<string> {
 
 runMain(async () => {
   const started = Date.now();
+  const demoConfig = JSON.parse(await fs.readFile(config, 'utf8')) as DemoConfig;
+  // The world: <config>.world.json beside the run config (the run config schema has no place for it).
+  const worldFile = config.replace(/\.json$/, '.world.json');
+  const world = existsSync(worldFile) ? (JSON.parse(await fs.readFile(worldFile, 'utf8')) as { preset?: string; seed?: number }) : {};
+  const preset = world.preset ?? 'default';
+  const configSeed = world.seed ?? 42;
+  const seed = seedArg ?? configSeed;
+  // The data and run directories the config names (relative to the config file); another seed gets its own.
+  const suffix = seed === configSeed ? '' : `-seed${seed}`;
+  const configured = demoConfig.plugins?.dataset?.options?.path;
+  const processedBase = configured ? path.resolve(path.dirname(config), configured) : path.join(data, 'synthpick', 'processed');
+  const processed = suffix ? `${path.dirname(processedBase)}${suffix}/processed` : processedBase;
+  const raw = path.join(path.dirname(processed), 'raw');
+  if (suffix) dataArgs = ['--set', `plugins.dataset.options.path=${processed}`];
+  const runBase = process.env.USERPREF_DEMO_RUN ? path.join(root, 'runs', process.env.USERPREF_DEMO_RUN) : demoConfig.out ? path.resolve(path.dirname(config), demoConfig.out) : path.join(root, 'runs', 'demo');
+  runs = `${runBase}${suffix}`;
 
-  const raw = path.join(data, 'synthpick', 'raw');
-  const processed = path.join(data, 'synthpick', 'processed');
+  // Data of another world (an earlier demo's preset or seed) is moved aside, never reused or deleted.
+  const dataDir = path.dirname(processed);
+  if (existsSync(path.join(raw, TRUTH_FILE))) {
+    const truth = JSON.parse(await fs.readFile(path.join(raw, TRUTH_FILE), 'utf8')) as { preset?: string; seed?: number };
+    if (truth.preset !== preset || truth.seed !== seed) {
+      const aside = `${dataDir}.stale-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      await fs.rename(dataDir, aside);
+      process.stderr.write(`${path.relative(root, dataDir)} holds synthpick ${truth.preset} seed ${truth.seed}, not ${preset} seed ${seed}: moved to ${path.relative(root, aside)}\n`);
+    }
+  }
   if (!existsSync(path.join(raw, TRUTH_FILE)) && !existsSync(path.join(processed, 'manifest.json'))) {
-    step('1/7 generating synthpick (default preset)');
-    const g = await generateSynthpick({ preset: 'default', seed: 42, outDir: raw });
+    step(`1/7 generating synthpick (${preset} preset, seed ${seed})`);
+    const g = await generateSynthpick({ preset: preset as SynthpickPreset, seed, outDir: raw });
     process.stderr.write(`synthpick: ${g.rows} comparisons, ${g.images} images; Bayes-optimal ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, population-average ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`);
   }
   if (!existsSync(path.join(processed, 'manifest.json'))) {
@@ -62,16 +104,14 @@ runMain(async () => {
     await importDataset({ from: [raw], out: processed, seed: 42 });
   }
 
-
   // The base is the one the demo config names (relative to the config file).
-  const demoConfig = JSON.parse(await fs.readFile(config, 'utf8')) as { plugins?: { backbone?: { options?: { path?: string } } } };
   const basePath = demoConfig.plugins?.backbone?.options?.path;
   if (!basePath) throw new Error(`${config} names no backbone path (plugins.backbone.options.path)`);
   const base = path.resolve(path.dirname(config), basePath);
-  step('3/7 the stand-in pretrained base');
+  step('3/7 the pretrained base');
   const about = path.join(base, 'standin.json');
   if (!existsSync(about)) {
-    process.stderr.write(`${path.relative(root, base)}: no standin.json, so not the committed stand-in; used as it is\n`);
+    process.stderr.write(`${path.relative(root, base)}: no standin.json, so not a committed stand-in; used as it is\n`);
   } else {
     const standin = JSON.parse(await fs.readFile(about, 'utf8')) as {
       perception_held_out_token_accuracy: Record<string, number>;
@@ -80,9 +120,11 @@ runMain(async () => {
     const seen = Object.entries(standin.perception_held_out_token_accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`);
     const fitted = standin.reader_fit_held_out_accuracy_8_pairs;
     process.stderr.write(
-      `${path.relative(root, base)} (tools/standin/build_reader_base.py), from other people of the same world:\n` +
-        `  perception fitted on their images (attributes read on held-out images: ${seen.join(', ')});\n` +
-        `  history reader set by hand${fitted === null ? ', taste-free' : `, its weights fitted on their choices (${(100 * fitted).toFixed(1)}% for held-out people with 8 pairs)`}\n`,
+      `${path.relative(root, base)} (tools/standin/build_reader_base.py):\n` +
+        `  perception fitted on other images' attributes (read on held-out images: ${seen.join(', ')});\n` +
+        (fitted === null
+          ? `  history reader set by hand and taste-free: compares the target with each earlier image on every attribute and copies their +/- answers; fitted to no one's preferences\n`
+          : `  history reader set by hand, its weights fitted on other people's choices (${(100 * fitted).toFixed(1)}% for held-out people with 8 pairs)\n`),
     );
   }
 
@@ -106,8 +148,9 @@ runMain(async () => {
   const norefs = await latestAdapter('stage1-norefs');
 
   step('7/7 evaluation on the test split');
+  const BASE_LABEL = 'base (no LoRA)';
   const models = [
-    { label: 'stand-in base (no LoRA)' },
+    { label: BASE_LABEL },
     { label: 'stage 1 (LoRA)', adapter: path.join(stage1, 'adapter'), curve: true },
     { label: 'stage 2 (+tokens)', adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
     { label: 'non-personalised', adapter: path.join(norefs, 'adapter'), reference_pairs: 0 },
@@ -115,7 +158,7 @@ runMain(async () => {
   // What each step adds, measured on the same comparisons (paired), not by overlapping intervals.
   const paired = [
     ['stage 1 (LoRA)', 'non-personalised'],
-    ['stage 1 (LoRA)', 'stand-in base (no LoRA)'],
+    ['stage 1 (LoRA)', BASE_LABEL],
     ['stage 2 (+tokens)', 'stage 1 (LoRA)'],
     ['stage 1 (LoRA)', 'nearest-reference'],
   ];
