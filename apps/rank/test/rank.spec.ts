@@ -60,7 +60,7 @@ const history = () => ['--liked', path.join(tmp, 'liked', 'l0.png'), path.join(t
 
 it('prints the candidates ranked, as a table and as JSON, the same order both ways', () => {
   const json = rank(['--lora_path', adapter, ...history(), '--candidates', path.join(tmp, 'cands'), '--prompt', 'a red cube', '--json']);
-  expect(json.stderr).not.toMatch(/error/);
+  expect(json.stderr).not.toMatch(/^error:/m);
   expect(json.status).toBe(0);
   const r = JSON.parse(json.stdout) as { method: string; referencePairs: number; order: number[]; candidates: Array<{ name: string; rank: number; score: number; probability: number }> };
   expect(r.method).toBe('history-session');
