@@ -179,7 +179,7 @@ export interface BackboneBenchOptions {
   /** Distinct evaluation examples (distinct users: no prefix is shared across examples). */
   evalExamples?: number;
   evalBatch?: number;
-  /** Backends to compare (default: every one that loads here, tensorflow then wasm). */
+  /** Backends to compare (default: env USERPREF_BENCH_BACKENDS, else every one that loads here, tensorflow then wasm). */
   backends?: BackendName[];
   /** Python with torch + transformers + peft for the like-for-like (default env USERPREF_TORCH_PYTHON). */
   torchPython?: string;
@@ -301,7 +301,8 @@ export async function benchBackbone(options: BackboneBenchOptions = {}): Promise
   try {
     await writeIdefics2Checkpoint({ preset, outDir: dir, seed: 0 });
     const loadAverage = os.loadavg();
-    const backends = options.backends ?? availableBackends();
+    const pinned = process.env.USERPREF_BENCH_BACKENDS?.split(',').map((b) => b.trim()).filter(Boolean) as BackendName[] | undefined;
+    const backends = options.backends ?? (pinned?.length ? pinned : availableBackends());
     const torchPython = options.torchPython ?? process.env.USERPREF_TORCH_PYTHON;
     const torchRequest = path.join(dir, 'torch-request.json');
     const rows: BackboneBenchRow[] = [];
@@ -326,7 +327,9 @@ export async function benchBackbone(options: BackboneBenchOptions = {}): Promise
     let torch: BackboneBenchResult['torch'];
     if (torchPython) {
       const script = path.join(__dirname, '..', '..', '..', 'tools', 'bench', 'torch_step.py');
-      const r = spawnSync(torchPython, [script, '--request', torchRequest], { encoding: 'utf8', maxBuffer: 16 << 20 });
+      // Passive OpenMP waits: with active ones, PyTorch's 2 threads spin on barriers and run ~30x
+      // slower whenever other jobs share the cores (measured here at load average 13-20).
+      const r = spawnSync(torchPython, [script, '--request', torchRequest], { encoding: 'utf8', maxBuffer: 16 << 20, env: { OMP_WAIT_POLICY: 'PASSIVE', ...process.env } });
       const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
       if (r.status === 0 && line.startsWith('{')) torch = JSON.parse(line) as TorchBenchResult;
       else torch = { skipped: `${torchPython} ${path.basename(script)} failed (exit ${r.status}): ${(r.stderr ?? String(r.error)).trim().split('\n').slice(-2).join(' | ')}` };
