@@ -200,7 +200,7 @@ export async function createRankServer(options: RankServerOptions): Promise<Rank
     return c;
   }
 
-  app.setErrorHandler((err: Error & { statusCode?: number; field?: string; code?: string; validation?: unknown }, req, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; field?: string }, req, reply) => {
     if (err instanceof ImageInputError) return reply.code(400).send({ error: err.message, field: err.source });
     if (err instanceof RankRequestError) return reply.code(400).send({ error: err.message });
     if (err instanceof QueueFullError) return reply.code(429).header('retry-after', '1').send({ error: err.message });
