@@ -41,7 +41,11 @@ afterAll(async () => {
 
 function run(app: string, args: string[]) {
   const r = spawnSync(process.execPath, [runTs, path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, CI: '1', USERPREF_VERBOSE: '' } });
-  const errorLines = r.stderr.split('\n').filter((l) => l && !l.startsWith('['));
+  // What the runner printed from its error on: log lines ("[info] …") and the native
+  // library's own start-up lines come before it.
+  const lines = r.stderr.split('\n');
+  const first = lines.findIndex((l) => l.startsWith('error: '));
+  const errorLines = first < 0 ? [] : lines.slice(first).filter((l) => l && !l.startsWith('['));
   return { status: r.status, stderr: r.stderr, errorLines };
 }
 
