@@ -2,8 +2,8 @@
  * `npm run bench -- rank serve`: ranking N candidates for one person (history once vs a full pass
  * per candidate) and a bounded loopback load run of the ranking service, both on `small`.
  */
-import { benchRank } from '../../packages/ranking/bench/rank.bench';
-import { benchServeLoad } from '../../packages/ranking-server/bench/load.bench';
+import { benchRank } from './rank.bench';
+import { benchServeLoad } from './serve-load.bench';
 import { registerSection } from './main';
 
 registerSection({

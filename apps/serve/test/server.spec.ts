@@ -8,7 +8,7 @@ import { promises as fs } from 'fs';
 import type { Idefics2Backbone } from '@userpref/backbone-idefics2';
 import type { Backbone } from '@userpref/core';
 import { pairHistory, rankCandidates, readImage, type Ranking } from '@userpref/ranking';
-import { createRankServer, type RankLimits, type RankServer, type ServedModel } from '../src';
+import { createRankServer, type RankLimits, type RankServer, type ServedModel } from '@userpref/ranking-server';
 import { encodedImage, gated, noiseImage, tinyBackbone } from './fixtures';
 
 let backbone: Idefics2Backbone;

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Backbone, PairLogits, PreferenceBatch, PreferenceImage, PreparedBatch, RgbImage } from '@userpref/core';
 import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
 import { initRuntime } from '@userpref/runtime';
-import { pairHistory, rankCandidates, RankRequestError, type RankCandidate } from '../src';
+import { pairHistory, rankCandidates, RankRequestError, type RankCandidate } from '@userpref/ranking';
 
 /** A flat grey image of `level` (id from the level and size). */
 function grey(level: number, w = 6, h = 6): PreferenceImage {

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
 import { initRuntime } from '@userpref/runtime';
 import type { Backbone } from '@userpref/core';
-import type { ServedModel } from '../src';
+import type { ServedModel } from '@userpref/ranking-server';
 
 export async function tinyBackbone(): Promise<{ backbone: Idefics2Backbone; dir: string; model: ServedModel }> {
   await initRuntime({ device: 'cpu' });

@@ -14,7 +14,7 @@ import * as path from 'path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import type { Idefics2Backbone } from '@userpref/backbone-idefics2';
 import type { Ranking } from '@userpref/ranking';
-import { createRankServer, type RankServer } from '../src';
+import { createRankServer, type RankServer } from '@userpref/ranking-server';
 import { encodedImage, tinyBackbone } from './fixtures';
 
 const CHROMIUM = process.env.USERPREF_CHROMIUM ?? '/usr/bin/chromium';

@@ -19,8 +19,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
 import { initRuntime, runtimeInfo } from '@userpref/runtime';
-import { benchExample, benchImage, benchPrompt } from '../../../plugins/backbone-idefics2/bench/examples';
-import { rankCandidates, type RankCandidate } from '../src';
+import { benchExample, benchImage, benchPrompt } from '../../plugins/backbone-idefics2/bench/examples';
+import { rankCandidates, type RankCandidate } from '@userpref/ranking';
 
 export interface RankBenchRow {
   candidates: number;

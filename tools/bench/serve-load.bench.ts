@@ -10,7 +10,7 @@ import * as path from 'path';
 import sharp from 'sharp';
 import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
 import { initRuntime, runtimeInfo } from '@userpref/runtime';
-import { createRankServer, runLoad, type LoadResult } from '../src';
+import { createRankServer, runLoad, type LoadResult } from '@userpref/ranking-server';
 
 async function png(seed: number): Promise<string> {
   const w = 96;
