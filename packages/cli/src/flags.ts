@@ -29,6 +29,7 @@ export const COMMON_FLAGS: FlagSpec[] = [
   { name: 'use_prompt', path: 'plugins.backbone.options.usePrompt', type: 'bool01', description: 'Include prompts in the sequence: 1 = yes, 0 = no (read as a number, unlike the original).' },
   { name: 'max_prompt_len', path: 'plugins.backbone.options.maxPromptLen', type: 'int', description: 'Truncate prompts to this many characters (as the original).' },
   { name: 'checkpoint', path: 'plugins.backbone.options.path', type: 'path', description: 'Backbone checkpoint directory (Hugging Face layout).' },
+  { name: 'base_bits', path: 'plugins.backbone.options.baseBits', type: 'int', description: 'Frozen base precision: 32 (float32), 8 (int8 per output channel) or 4 (NF4, as QLoRA); LoRA stays float32.' },
 ];
 
 export const TRAIN_FLAGS: FlagSpec[] = [
@@ -41,6 +42,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   { name: 'lr', path: 'train.lr', type: 'float', description: 'Learning rate.' },
   { name: 'max_steps', path: 'train.max_steps', type: 'int', description: 'Stop after this many updates.' },
   { name: 'eval_limit', path: 'train.eval_limit', type: 'int', description: 'Validation examples per evaluation.' },
+  { name: 'gradient_checkpointing', path: 'plugins.backbone.options.checkpointing', type: 'bool01', description: 'Activation checkpointing per layer: 1 = recompute each layer in the backward (less memory), 0 = keep activations.' },
 ];
 
 export const STAGE2_FLAGS: FlagSpec[] = [

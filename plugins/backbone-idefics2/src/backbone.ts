@@ -56,6 +56,16 @@ export interface Idefics2BackboneOptions {
   readonly imageCacheDir?: string | null;
   /** Run the common reference prefix of the liked / disliked sequences once (default true). */
   readonly sharedPrefix?: boolean;
+  /**
+   * Frozen base precision: 32 (float32), 8 (int8 absmax per output channel) or 4 (NF4, blocks of
+   * 64, QLoRA): every Linear but the LM head is held packed and unpacked one layer at a time.
+   * LoRA stays float32.
+   */
+  readonly baseBits?: 32 | 8 | 4;
+  /** 4-bit base: quantize the NF4 block absmaxes again (QLoRA's double quantization, int8 here). */
+  readonly doubleQuant?: boolean;
+  /** Activation checkpointing per decoder, connector and vision layer in training (recompute in the backward). */
+  readonly checkpointing?: boolean;
 }
 
 export const DEFAULT_BACKBONE_OPTIONS: Omit<Idefics2BackboneOptions, 'path'> = {
@@ -68,6 +78,9 @@ export const DEFAULT_BACKBONE_OPTIONS: Omit<Idefics2BackboneOptions, 'path'> = {
   imageCacheBytes: 2 ** 30,
   imageCacheDir: null,
   sharedPrefix: true,
+  baseBits: 32,
+  doubleQuant: false,
+  checkpointing: false,
 };
 
 /**
@@ -179,6 +192,8 @@ export class Idefics2Backbone implements Backbone {
     let lastLog = 0;
     this.processor = await Idefics2Processor.fromPretrained(dir, { usePrompt: this.options.usePrompt, maxPromptLen: this.options.maxPromptLen });
     this.model = await Idefics2Model.load(dir, {
+      baseBits: this.options.baseBits ?? 32,
+      doubleQuant: this.options.doubleQuant ?? false,
       onProgress: (done, total, name) => {
         if (Date.now() - lastLog > 5000 || done === total) {
           lastLog = Date.now();
@@ -255,7 +270,7 @@ export class Idefics2Backbone implements Backbone {
       norm(`${i}.ln1`, l.ln1);
       norm(`${i}.ln2`, l.ln2);
       for (const [name, lin] of [['qkv', l.qkv], ['out', l.out], ['fc1', l.fc1], ['fc2', l.fc2]] as const) {
-        out.push([`${i}.${name}.w`, lin.w]);
+        lin.weightTensors().forEach((t, k) => out.push([`${i}.${name}.w${k || ''}`, t]));
         if (lin.b) out.push([`${i}.${name}.b`, lin.b]);
         for (const p of lin.parts) {
           if (p.lora) out.push([`${p.name}.lora_a`, p.lora.a], [`${p.name}.lora_b`, p.lora.b]);
@@ -416,7 +431,7 @@ export class Idefics2Backbone implements Backbone {
     const m = this.m;
     const B = prepared.size;
     const T = prepared.seqLen;
-    const ctx: RunContext = { training: options.training, seed: options.seed };
+    const ctx: RunContext = { training: options.training, seed: options.seed, checkpoint: this.options.checkpointing === true };
     return tf.tidy(() => {
       const feats = m.connector(prepared.context, prepared.contextValid, ctx);
       const perSlot = takeRows(feats, prepared.slotImages);
@@ -462,7 +477,7 @@ export class Idefics2Backbone implements Backbone {
     const B = prepared.size;
     const s = prepared.shared;
     const d = m.config.text.hiddenSize;
-    const ctx: RunContext = { training: options.training, seed: options.seed };
+    const ctx: RunContext = { training: options.training, seed: options.seed, checkpoint: this.options.checkpointing === true };
     const Up = s.prefixLengths.length;
     return tf.tidy(() => {
       const feats = m.connector(prepared.context, prepared.contextValid, ctx);

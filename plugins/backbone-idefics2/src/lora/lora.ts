@@ -103,7 +103,7 @@ export class LoraModule {
     let h = x;
     if (ctx.training && this.dropout > 0) {
       const seed = ctx.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : mixSeed(ctx.seed, this.index);
-      h = tf.mul(x, dropoutMask(x.shape[0], x.shape[1], this.dropout, seed)) as tf.Tensor2D;
+      h = tf.mul(x, dropoutMask(x.shape[0], x.shape[1], this.dropout, seed, (ctx.rowOffset ?? 0) * x.shape[1])) as tf.Tensor2D;
     }
     let u: tf.Tensor2D = tf.matMul(h, this.a);
     if (this.scale !== 1) u = tf.mul(u, this.scale) as tf.Tensor2D;

@@ -64,9 +64,12 @@ function values(t: tf.Tensor): Float32Array {
 
 /** A Linear back to one HF weight [out, in] (and bias) per part. */
 function splitLinear(lin: Linear, out: ExportedTensor[], bias: boolean): void {
-  const inF = lin.w.shape[0];
-  const total = lin.w.shape[1];
-  const w = values(lin.w);
+  // A packed base exports its dequantized float32 values.
+  const fw = lin.frozenWeight();
+  const inF = fw.w.shape[0];
+  const total = fw.w.shape[1];
+  const w = values(fw.w);
+  if (fw.owned) fw.w.dispose();
   const b = lin.b ? values(lin.b) : null;
   if (bias !== (b !== null)) throw new Idefics2ExportError(`Linear ${lin.parts.map((p) => p.name).join('|')}: expected ${bias ? 'a bias' : 'no bias'}`);
   let col = 0;

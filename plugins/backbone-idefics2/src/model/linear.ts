@@ -4,8 +4,15 @@
  * (q|k|v, gate|up, k|v) so one matMul serves them all. Each fused part keeps its Hugging Face module
  * name, which is what LoRA targets and PEFT adapter files are keyed by; a LoRA adapter attaches to
  * a part and adds scale * dropout(x) A^T B^T to that part's columns.
+ *
+ * The frozen weight is either a float32 tensor or packed at 8 or 4 bits (@userpref/quant: int8
+ * absmax per output channel or NF4 blocks of 64, codes in float32 words). A packed weight is
+ * unpacked to float32 each time the layer runs and freed right after its product, unless a gradient
+ * is being recorded (the tape keeps what a matMul used; under activation checkpointing the layer's
+ * forward records nothing, so only the layer being recomputed holds its unpacked weights).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { recordingGradients, type PackedMatrix } from '@userpref/quant';
 import type { LoraModule } from '../lora/lora';
 
 export interface LinearPart {
@@ -19,24 +26,79 @@ export interface LinearPart {
 export interface RunContext {
   readonly training: boolean;
   readonly seed?: number;
+  /** Activation checkpointing per decoder / connector / vision layer (only acts while a gradient is recorded). */
+  readonly checkpoint?: boolean;
+  /** Row of x's first row in the matrix the dropout masks are drawn for (a chunk of rows run alone). */
+  readonly rowOffset?: number;
 }
 
 export const EVAL: RunContext = { training: false };
 
 export class Linear {
+  private weight: tf.Tensor2D | null;
+  /** The frozen weight packed at 8 or 4 bits (then `w` is not held). */
+  packed: PackedMatrix | null = null;
+
   constructor(
-    /** [in, out_total] */
-    public w: tf.Tensor2D,
+    /** [in, out_total] float32, or the packed weight */
+    w: tf.Tensor2D | PackedMatrix,
     /** [out_total] or null */
     public b: tf.Tensor1D | null,
     readonly parts: LinearPart[],
   ) {
     const total = parts.reduce((s, p) => s + p.out, 0);
-    if (w.shape[1] !== total) throw new Error(`Linear ${parts.map((p) => p.name).join('|')}: weight has ${w.shape[1]} columns, parts need ${total}`);
+    if (w instanceof tf.Tensor) {
+      this.weight = w;
+    } else {
+      this.weight = null;
+      this.packed = w;
+    }
+    const cols = w instanceof tf.Tensor ? w.shape[1] : w.outFeatures;
+    if (cols !== total) throw new Error(`Linear ${parts.map((p) => p.name).join('|')}: weight has ${cols} columns, parts need ${total}`);
+  }
+
+  /** The float32 weight [in, out_total]; a packed layer has none (see `packed`, `frozenWeight`). */
+  get w(): tf.Tensor2D {
+    if (!this.weight) throw new Error(`Linear ${this.parts.map((p) => p.name).join('|')} holds a ${this.packed!.bits}-bit packed weight, not a float32 one`);
+    return this.weight;
+  }
+
+  set w(v: tf.Tensor2D) {
+    this.weight = v;
+    if (this.packed) {
+      this.packed.dispose();
+      this.packed = null;
+    }
   }
 
   get inFeatures(): number {
-    return this.w.shape[0];
+    return this.weight ? this.weight.shape[0] : this.packed!.inFeatures;
+  }
+
+  /** The tensors holding the frozen weight (float32, or the packed codes and scales). */
+  weightTensors(): tf.Tensor[] {
+    return this.weight ? [this.weight] : this.packed!.tensors();
+  }
+
+  /**
+   * The float32 weight [in, out]: the held tensor, or a fresh unpacking of the packed one
+   * (`owned`: the caller frees it).
+   */
+  frozenWeight(): { w: tf.Tensor2D; owned: boolean } {
+    return this.weight ? { w: this.weight, owned: false } : { w: this.packed!.materialize(), owned: true };
+  }
+
+  /** x W (+ b) with the frozen weight; a packed weight is unpacked for it and freed unless the tape keeps it. */
+  private frozenProduct(x: tf.Tensor2D, extra?: (w: tf.Tensor2D) => tf.Tensor2D): tf.Tensor2D {
+    const { w, owned } = this.frozenWeight();
+    const wEff = extra ? extra(w) : w;
+    let y = tf.matMul(x, wEff) as tf.Tensor2D;
+    if (owned && !recordingGradients()) {
+      w.dispose();
+      if (wEff !== w) wEff.dispose();
+    }
+    if (this.b) y = tf.add(y, this.b);
+    return y;
   }
 
   /**
@@ -47,8 +109,7 @@ export class Linear {
    */
   apply(x: tf.Tensor2D, ctx: RunContext): tf.Tensor2D[] {
     if (!ctx.training && x.shape[0] > this.inFeatures && this.parts.some((p) => p.lora)) return this.applyFolded(x);
-    let y = tf.matMul(x, this.w);
-    if (this.b) y = tf.add(y, this.b);
+    const y = this.frozenProduct(x);
     const outs = this.parts.length === 1 ? [y] : tf.split(y, this.parts.map((p) => p.out), 1);
     return outs.map((o, i) => {
       const lora = this.parts[i].lora;
@@ -57,10 +118,10 @@ export class Linear {
   }
 
   private applyFolded(x: tf.Tensor2D): tf.Tensor2D[] {
-    const cols = this.parts.length === 1 ? [this.w] : tf.split(this.w, this.parts.map((p) => p.out), 1);
-    const w = tf.concat(cols.map((c, i) => (this.parts[i].lora ? tf.add(c, this.parts[i].lora!.weightDelta()) : c)), 1) as tf.Tensor2D;
-    let y = tf.matMul(x, w);
-    if (this.b) y = tf.add(y, this.b);
+    const y = this.frozenProduct(x, (base) => {
+      const cols = this.parts.length === 1 ? [base] : tf.split(base, this.parts.map((p) => p.out), 1);
+      return tf.concat(cols.map((c, i) => (this.parts[i].lora ? tf.add(c, this.parts[i].lora!.weightDelta()) : c)), 1) as tf.Tensor2D;
+    });
     return (this.parts.length === 1 ? [y] : tf.split(y, this.parts.map((p) => p.out), 1)) as tf.Tensor2D[];
   }
 
@@ -73,6 +134,7 @@ export class Linear {
   /** Adds each part's LoRA delta (scale A^T B^T) into the frozen weight and detaches the adapters. */
   mergeLora(): void {
     if (!this.parts.some((p) => p.lora)) return;
+    if (this.packed) throw new Error(`Linear ${this.parts.map((p) => p.name).join('|')}: cannot merge a LoRA adapter into a ${this.packed.bits}-bit packed base (load the base in float32 to merge)`);
     const merged = tf.tidy(() => {
       const cols = this.parts.length === 1 ? [this.w] : tf.split(this.w, this.parts.map((p) => p.out), 1);
       return tf.concat(
@@ -89,7 +151,13 @@ export class Linear {
   }
 
   dispose(): void {
-    this.w.dispose();
+    this.weight?.dispose();
+    this.packed?.dispose();
     this.b?.dispose();
   }
+}
+
+/** The LoRA variables (A^T, B^T) attached to the parts of `linears`: what a checkpointed layer trains. */
+export function loraVariables(linears: readonly Linear[]): tf.Variable[] {
+  return linears.flatMap((lin) => lin.parts.flatMap((p) => (p.lora ? [p.lora.a, p.lora.b] : [])));
 }

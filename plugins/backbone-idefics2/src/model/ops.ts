@@ -210,18 +210,20 @@ export const matMulThin = tf.customGrad((a, b, save) => {
 }) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
 /**
- * Inverted-dropout multiplier [rows, cols] (0 or 1/(1-rate)) from a 32-bit seed, drawn in
+ * Inverted-dropout multiplier [rows, cols] (0 or 1/(1-rate)) from a 32-bit seed (from element
+ * `offset` of the sequence that seed draws), drawn in
  * JavaScript with a small counter-based generator: tf.dropout's per-element seeded RNG costs ~30 ns
  * an element on this CPU, this ~2.
  */
-export function dropoutMask(rows: number, cols: number, rate: number, seed: number): tf.Tensor2D {
+export function dropoutMask(rows: number, cols: number, rate: number, seed: number, offset = 0): tf.Tensor2D {
   const n = rows * cols;
   const data = new Float32Array(n);
   const keep = 1 - rate;
   const scale = 1 / keep;
   // 24-bit threshold: an element is kept when its uniform draw u in [0, 1) is < keep.
   const threshold = Math.floor(keep * 16777216);
-  let state = seed >>> 0;
+  // Starting `offset` elements in: the rows of a larger mask drawn with the same seed (a chunk).
+  let state = (seed + Math.imul(offset, 0x9e3779b9)) | 0;
   for (let i = 0; i < n; i++) {
     // splitmix32
     state = (state + 0x9e3779b9) | 0;

@@ -22,10 +22,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Idefics2Config } from './config';
-import type { RunContext } from './linear';
+import { checkpointed, recordingGradients } from '@userpref/quant';
+import { loraVariables, type RunContext } from './linear';
 import { planSegments, segmentAttention, type AttentionSegment } from './attention';
 import { applyRope, gatedActivation, halfSwapMatrix, ropeTables, rmsNorm } from './ops';
-import type { Idefics2Params } from './weights';
+import type { Idefics2Params, TextLayerParams } from './weights';
 
 export interface TextForwardOptions {
   /** [B*T] 1 = real token, 0 = pad; omitted = all real. */
@@ -177,27 +178,39 @@ export function textForwardPacked(params: Idefics2Params, config: Idefics2Config
   const hiddenStates: tf.Tensor2D[] = [];
   const attentions: Array<tf.Tensor3D[] | undefined> = [];
   const dims = { heads: tc.numHeads, kvHeads: tc.numKvHeads, headDim: tc.headDim };
+  // Activation checkpointing (ctx.checkpoint, while a gradient is recorded): each layer keeps only
+  // its input on the tape and is recomputed in the backward. The recomputation must draw the same
+  // dropout masks, so an unseeded context gets one seed here; the layer's constants (RoPE tables,
+  // attention masks) are made inside the layer, since the backward runs after this scope is gone.
+  const ck = options.ctx.checkpoint === true && recordingGradients();
+  const ctx: RunContext = ck && options.ctx.seed === undefined ? { ...options.ctx, seed: (Math.random() * 2 ** 32) >>> 0 } : options.ctx;
+  const segments = input.segments.map((s) => ({ ...s, window: s.window ?? tc.slidingWindow }));
+  const constants = () => ({
+    cosT: tf.tensor(cos, [1, N, 1, tc.headDim]),
+    sinT: tf.tensor(sinSigned, [1, N, 1, tc.headDim]),
+    swap: halfSwapMatrix(tc.headDim),
+    plan: planSegments(segments),
+  });
+  const runLayer = (layer: TextLayerParams, l: number, h: tf.Tensor2D, k: ReturnType<typeof constants>): tf.Tensor2D => {
+    const a = rmsNorm(h, layer.inputNorm.w, tc.rmsNormEps) as tf.Tensor2D;
+    const [q, kk, v] = layer.qkv.apply(a, ctx);
+    const qr = applyRope(q, 1, N, tc.numHeads, tc.headDim, k.cosT, k.sinT, k.swap) as tf.Tensor2D;
+    const kr = applyRope(kk, 1, N, tc.numKvHeads, tc.headDim, k.cosT, k.sinT, k.swap) as tf.Tensor2D;
+    const att = segmentAttention(qr, kr, v, k.plan, dims, attLayers.has(l));
+    if (att.probs) attentions[l] = att.probs.map((p) => tf.keep(p));
+    const h1 = tf.add(h, layer.o.apply1(att.out, ctx));
+    const m = rmsNorm(h1, layer.postNorm.w, tc.rmsNormEps) as tf.Tensor2D;
+    const [g, u] = layer.gateUp.apply(m, ctx);
+    return tf.add(h1, layer.down.apply1(gatedActivation(g, u, tc.hiddenAct) as tf.Tensor2D, ctx)) as tf.Tensor2D;
+  };
   const logits = tf.tidy(() => {
-    const cosT = tf.tensor(cos, [1, N, 1, tc.headDim]);
-    const sinT = tf.tensor(sinSigned, [1, N, 1, tc.headDim]);
-    const swap = halfSwapMatrix(tc.headDim);
-    const plan = planSegments(input.segments.map((s) => ({ ...s, window: s.window ?? tc.slidingWindow })));
+    const shared = ck ? null : constants();
     let h = input.embeds;
     if (options.outputHiddenStates) hiddenStates.push(tf.keep(tf.clone(h)));
     params.text.layers.forEach((layer, l) => {
       // Each layer in its own scope: only h (and what the tape saves) outlives it.
-      h = tf.tidy(() => {
-        const a = rmsNorm(h, layer.inputNorm.w, tc.rmsNormEps) as tf.Tensor2D;
-        const [q, k, v] = layer.qkv.apply(a, options.ctx);
-        const qr = applyRope(q, 1, N, tc.numHeads, tc.headDim, cosT, sinT, swap) as tf.Tensor2D;
-        const kr = applyRope(k, 1, N, tc.numKvHeads, tc.headDim, cosT, sinT, swap) as tf.Tensor2D;
-        const att = segmentAttention(qr, kr, v, plan, dims, attLayers.has(l));
-        if (att.probs) attentions[l] = att.probs.map((p) => tf.keep(p));
-        const h1 = tf.add(h, layer.o.apply1(att.out, options.ctx));
-        const m = rmsNorm(h1, layer.postNorm.w, tc.rmsNormEps) as tf.Tensor2D;
-        const [g, u] = layer.gateUp.apply(m, options.ctx);
-        return tf.add(h1, layer.down.apply1(gatedActivation(g, u, tc.hiddenAct) as tf.Tensor2D, options.ctx)) as tf.Tensor2D;
-      });
+      if (shared) h = tf.tidy(() => runLayer(layer, l, h, shared));
+      else h = checkpointed((x: tf.Tensor2D) => tf.tidy(() => runLayer(layer, l, x, constants())), h, loraVariables([layer.qkv, layer.o, layer.gateUp, layer.down]));
       if (options.outputHiddenStates) hiddenStates.push(tf.keep(tf.clone(h)));
     });
     const rows = readRows(h, input.readRows);

@@ -12,10 +12,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Idefics2Config } from './config';
-import type { RunContext } from './linear';
+import { checkpointed, checkpointedMulti, recordingGradients } from '@userpref/quant';
+import { loraVariables, type RunContext } from './linear';
 import { planSegments, segmentAttention, type AttentionSegment } from './attention';
 import { activate, attention, gatedActivation, keyPaddingMask, layerNorm, rmsNorm } from './ops';
-import type { Idefics2Params } from './weights';
+import type { Idefics2Params, PerceiverLayerParams, VisionLayerParams } from './weights';
 
 /** Output of the vision tower for n images padded to a common patch count. */
 export interface VisionOutput {
@@ -154,16 +155,22 @@ export function visionTower(params: Idefics2Params, config: Idefics2Config, pixe
     const patches = tf.reshape(tf.transpose(tf.reshape(px, [n, C, nh, p, nw, p]), [0, 2, 4, 1, 3, 5]), [n * P, C * p * p]);
     const pos = tf.gather(params.vision.posEmb, tf.tensor1d(positionIds, 'int32'));
     let h = tf.add(tf.add(tf.matMul(patches, params.vision.patchW), params.vision.patchB), pos) as tf.Tensor2D;
-    const mask = keyPaddingMask(valid, n, P);
-    const masks = mask ? [mask] : [];
     const shape = { batch: n, queryLen: P, keyLen: P, heads: v.numHeads, kvHeads: v.numHeads, headDim: v.headDim };
-    for (const layer of params.vision.layers) {
-      const a = layerNorm(h, layer.ln1.w, layer.ln1.b!, v.layerNormEps) as tf.Tensor2D;
+    // Checkpointed layers (ctx.checkpoint while a gradient is recorded) make their mask themselves:
+    // they run again in the backward, after this scope.
+    const ck = ctx.checkpoint === true && recordingGradients();
+    const shared = ck ? null : keyPaddingMask(valid, n, P);
+    const runLayer = (layer: VisionLayerParams, x: tf.Tensor2D): tf.Tensor2D => {
+      const mask = ck ? keyPaddingMask(valid, n, P) : shared;
+      const a = layerNorm(x, layer.ln1.w, layer.ln1.b!, v.layerNormEps) as tf.Tensor2D;
       const [q, k, vv] = layer.qkv.apply(a, ctx);
-      const att = attention(q, k, vv, shape, masks, false);
-      h = tf.add(h, layer.out.apply1(att.out, ctx));
-      const m = layerNorm(h, layer.ln2.w, layer.ln2.b!, v.layerNormEps) as tf.Tensor2D;
-      h = tf.add(h, layer.fc2.apply1(activate(layer.fc1.apply1(m, ctx), v.hiddenAct) as tf.Tensor2D, ctx));
+      const att = attention(q, k, vv, shape, mask ? [mask] : [], false);
+      const h1 = tf.add(x, layer.out.apply1(att.out, ctx));
+      const m = layerNorm(h1, layer.ln2.w, layer.ln2.b!, v.layerNormEps) as tf.Tensor2D;
+      return tf.add(h1, layer.fc2.apply1(activate(layer.fc1.apply1(m, ctx), v.hiddenAct) as tf.Tensor2D, ctx)) as tf.Tensor2D;
+    };
+    for (const layer of params.vision.layers) {
+      h = ck ? checkpointed((x: tf.Tensor2D) => tf.tidy(() => runLayer(layer, x)), h, loraVariables([layer.qkv, layer.out, layer.fc1, layer.fc2])) : runLayer(layer, h);
     }
     h = layerNorm(h, params.vision.post.w, params.vision.post.b!, v.layerNormEps) as tf.Tensor2D;
     return tf.reshape(h, [n, P, v.hiddenSize]) as tf.Tensor3D;
@@ -181,9 +188,26 @@ export function connector(params: Idefics2Params, config: Idefics2Config, contex
   const [n, P, dv] = context.shape;
   const L = pc.numLatents;
   const d = pc.hiddenSize;
+  const ck = ctx.checkpoint === true && recordingGradients();
   return tf.tidy(() => {
-    const [gate, up] = c.projGateUp.apply(tf.reshape(context, [n * P, dv]), ctx);
-    const projected = tf.reshape(c.projDown.apply1(gatedActivation(gate, up, config.text.hiddenAct) as tf.Tensor2D, ctx), [n, P, d]);
+    // Modality projection; checkpointed, one image at a time (its activations are [P, intermediate]
+    // per image, the largest of the connector).
+    // (A chunk draws the rows of the whole projection's dropout masks: the same numbers either way.)
+    const project = (x: tf.Tensor2D, row = 0): tf.Tensor2D => {
+      const cc = row === 0 ? ctx : { ...ctx, rowOffset: row };
+      const [gate, up] = c.projGateUp.apply(x, cc);
+      return c.projDown.apply1(gatedActivation(gate, up, config.text.hiddenAct) as tf.Tensor2D, cc);
+    };
+    const flat = tf.reshape(context, [n * P, dv]) as tf.Tensor2D;
+    let projected2d: tf.Tensor2D;
+    if (!ck) projected2d = project(flat);
+    else {
+      const vars = loraVariables([c.projGateUp, c.projDown]);
+      const parts: tf.Tensor2D[] = [];
+      for (let i = 0; i < n; i++) parts.push(checkpointed((x: tf.Tensor2D) => tf.tidy(() => project(x, i * P)), tf.slice(flat, [i * P, 0], [P, dv]) as tf.Tensor2D, vars));
+      projected2d = parts.length === 1 ? parts[0] : (tf.concat(parts, 0) as tf.Tensor2D);
+    }
+    const projected = tf.reshape(projected2d, [n, P, d]) as tf.Tensor3D;
     // Attention per chunk of images: each image's L latent queries see its real patches and its
     // latents only (block-diagonal mask over the chunk). Chunks of a few images keep the matMuls
     // 2-D and few (per-op overhead dominates tiny per-image products on wasm; a batched matMul
@@ -191,31 +215,37 @@ export function connector(params: Idefics2Params, config: Idefics2Config, contex
     const segments: AttentionSegment[] = [];
     const chunk = Math.max(1, Math.floor(1024 / (P + L)));
     for (let i0 = 0; i0 < n; i0 += chunk) {
-      const c = Math.min(chunk, n - i0);
-      const qg = new Int32Array(c * L);
-      const kg = new Int32Array(c * (P + L));
-      const keyValid = new Uint8Array(c * (P + L)).fill(1);
-      for (let i = 0; i < c; i++) {
+      const cc = Math.min(chunk, n - i0);
+      const qg = new Int32Array(cc * L);
+      const kg = new Int32Array(cc * (P + L));
+      const keyValid = new Uint8Array(cc * (P + L)).fill(1);
+      for (let i = 0; i < cc; i++) {
         qg.fill(i, i * L, (i + 1) * L);
         kg.fill(i, i * (P + L), (i + 1) * (P + L));
         if (patchValid) for (let j = 0; j < P; j++) keyValid[i * (P + L) + j] = patchValid[(i0 + i) * P + j] ? 1 : 0;
       }
-      segments.push({ query: { start: i0 * L, len: c * L }, keys: [{ start: i0 * (P + L), len: c * (P + L) }], causalOffset: null, keyValid, groups: { query: qg, key: kg } });
+      segments.push({ query: { start: i0 * L, len: cc * L }, keys: [{ start: i0 * (P + L), len: cc * (P + L) }], causalOffset: null, keyValid, groups: { query: qg, key: kg } });
     }
-    const plan = planSegments(segments);
+    const sharedPlan = ck ? null : planSegments(segments);
     const dims = { heads: pc.numHeads, kvHeads: pc.numKvHeads, headDim: pc.headDim };
-    let latents = tf.reshape(tf.tile(tf.expandDims(c.latents, 0), [n, 1, 1]), [n * L, d]) as tf.Tensor2D;
-    for (const layer of c.layers) {
-      const latN = rmsNorm(latents, layer.latentsNorm.w, pc.rmsNormEps) as tf.Tensor2D;
-      const ctxN = rmsNorm(projected, layer.contextNorm.w, pc.rmsNormEps);
+    const runLayer = (layer: PerceiverLayerParams, lat: tf.Tensor2D, proj: tf.Tensor3D): tf.Tensor2D => {
+      const plan = sharedPlan ?? planSegments(segments);
+      const latN = rmsNorm(lat, layer.latentsNorm.w, pc.rmsNormEps) as tf.Tensor2D;
+      const ctxN = rmsNorm(proj, layer.contextNorm.w, pc.rmsNormEps);
       const q = layer.q.apply1(latN, ctx);
       const kvIn = tf.reshape(tf.concat([ctxN, tf.reshape(latN, [n, L, d])], 1), [n * (P + L), d]) as tf.Tensor2D;
       const [k, v] = layer.kv.apply(kvIn, ctx);
       const att = segmentAttention(q, k, v, plan, dims);
-      latents = tf.add(latents, layer.o.apply1(att.out, ctx));
-      const m = rmsNorm(latents, layer.postNorm.w, pc.rmsNormEps) as tf.Tensor2D;
+      const lat1 = tf.add(lat, layer.o.apply1(att.out, ctx));
+      const m = rmsNorm(lat1, layer.postNorm.w, pc.rmsNormEps) as tf.Tensor2D;
       const [g, u] = layer.gateUp.apply(m, ctx);
-      latents = tf.add(latents, layer.down.apply1(gatedActivation(g, u, pc.hiddenAct) as tf.Tensor2D, ctx));
+      return tf.add(lat1, layer.down.apply1(gatedActivation(g, u, pc.hiddenAct) as tf.Tensor2D, ctx)) as tf.Tensor2D;
+    };
+    let latents = tf.reshape(tf.tile(tf.expandDims(c.latents, 0), [n, 1, 1]), [n * L, d]) as tf.Tensor2D;
+    for (const layer of c.layers) {
+      latents = ck
+        ? checkpointedMulti((xs) => tf.tidy(() => runLayer(layer, xs[0] as tf.Tensor2D, xs[1] as tf.Tensor3D)), [latents, projected], loraVariables([layer.q, layer.kv, layer.o, layer.gateUp, layer.down]))
+        : runLayer(layer, latents, projected);
     }
     return tf.reshape(rmsNorm(latents, c.norm.w, pc.rmsNormEps), [n, L, d]) as tf.Tensor3D;
   });

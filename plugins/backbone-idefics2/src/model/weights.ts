@@ -18,6 +18,7 @@
  * "model."; TENSOR_NAME_ALIASES maps canonical names to such alternatives.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { PackedMatrix, type BaseBits } from '@userpref/quant';
 import { CheckpointReader } from '@userpref/safetensors';
 import type { Idefics2Config } from './config';
 import { Linear, type LinearPart } from './linear';
@@ -106,6 +107,14 @@ export interface LoadReport {
 
 export interface LoadWeightsOptions {
   onProgress?: (done: number, total: number, name: string) => void;
+  /**
+   * Frozen base precision: 32 = float32; 8 = int8 absmax per output channel; 4 = NF4 with blocks
+   * of 64 (QLoRA). Applies to every Linear layer except the LM head (as bitsandbytes); embeddings,
+   * norms and the patch embedding stay float32. Packed weights are unpacked one layer at a time.
+   */
+  baseBits?: BaseBits;
+  /** 4 bits: quantize the NF4 block absmaxes again (QLoRA's double quantization, int8 here). */
+  doubleQuant?: boolean;
 }
 
 const shapeStr = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -120,7 +129,11 @@ class WeightSource {
     private readonly reader: CheckpointReader,
     private readonly total: number,
     private readonly onProgress?: (done: number, total: number, name: string) => void,
-  ) {}
+    private readonly baseBits: BaseBits = 32,
+    private readonly doubleQuant = false,
+  ) {
+    if (![32, 8, 4].includes(baseBits)) throw new Idefics2WeightsError(`base precision must be 32, 8 or 4 bits, got ${baseBits}`);
+  }
 
   resolve(name: string): string | null {
     if (this.reader.has(name)) return name;
@@ -168,10 +181,23 @@ class WeightSource {
 
   /**
    * Reads the Linear modules `names` (HF weight [out_i, in]) into one [in, sum out_i] matrix,
-   * transposed while copying, plus their biases when `bias`.
+   * transposed while copying, plus their biases when `bias`; or, with a packed base (and `pack`),
+   * quantizes the stacked HF rows [sum out_i, in] (per output channel / per block of 64 within a
+   * row, so fusing does not change the codes).
    */
-  async linear(names: readonly string[], outs: readonly number[], inF: number, bias: boolean): Promise<Linear> {
+  async linear(names: readonly string[], outs: readonly number[], inF: number, bias: boolean, pack = true): Promise<Linear> {
     const total = outs.reduce((a, b) => a + b, 0);
+    if (pack && this.baseBits !== 32) {
+      const hf = new Float32Array(total * inF);
+      let row = 0;
+      for (let p = 0; p < names.length; p++) {
+        hf.set(await this.read(`${names[p]}.weight`, [outs[p], inF]), row * inF);
+        row += outs[p];
+      }
+      const packed = PackedMatrix.quantize(hf, total, inF, { bits: this.baseBits, doubleQuant: this.doubleQuant });
+      for (const t of packed.tensors()) this.keep(t);
+      return new Linear(packed, bias ? await this.biases(names, outs, total) : null, names.map((name, i) => ({ name, out: outs[i], lora: null })));
+    }
     const w = new Float32Array(inF * total);
     let col = 0;
     for (let p = 0; p < names.length; p++) {
@@ -183,18 +209,19 @@ class WeightSource {
       }
       col += out;
     }
-    let b: tf.Tensor1D | null = null;
-    if (bias) {
-      const bd = new Float32Array(total);
-      let off = 0;
-      for (let p = 0; p < names.length; p++) {
-        bd.set(await this.read(`${names[p]}.bias`, [outs[p]]), off);
-        off += outs[p];
-      }
-      b = this.keep(tf.tensor1d(bd));
-    }
+    const b = bias ? await this.biases(names, outs, total) : null;
     const parts: LinearPart[] = names.map((name, i) => ({ name, out: outs[i], lora: null }));
     return new Linear(this.keep(tf.tensor2d(w, [inF, total])), b, parts);
+  }
+
+  private async biases(names: readonly string[], outs: readonly number[], total: number): Promise<tf.Tensor1D> {
+    const bd = new Float32Array(total);
+    let off = 0;
+    for (let p = 0; p < names.length; p++) {
+      bd.set(await this.read(`${names[p]}.bias`, [outs[p]]), off);
+      off += outs[p];
+    }
+    return this.keep(tf.tensor1d(bd));
   }
 
   async norm(prefix: string, dim: number, withBias: boolean): Promise<Norm> {
@@ -210,7 +237,7 @@ export function expectedTensorCount(c: Idefics2Config): number {
 
 export async function loadIdefics2Weights(dir: string, c: Idefics2Config, options: LoadWeightsOptions = {}): Promise<{ params: Idefics2Params; report: LoadReport }> {
   const reader = await CheckpointReader.open(dir);
-  const src = new WeightSource(reader, expectedTensorCount(c), options.onProgress);
+  const src = new WeightSource(reader, expectedTensorCount(c), options.onProgress, options.baseBits ?? 32, options.doubleQuant ?? false);
   try {
     const params = await readAll(src, c);
     const unused = reader.names().filter((n) => !src.used.has(n));
@@ -296,7 +323,7 @@ async function readAll(src: WeightSource, c: Idefics2Config): Promise<Idefics2Pa
   if (!src.has('lm_head.weight') && c.tieWordEmbeddings) {
     lmHead = new Linear(src.keep(tf.transpose(embed) as tf.Tensor2D), null, [{ name: 'lm_head', out: t.vocabSize, lora: null }]);
   } else {
-    lmHead = await src.linear(['lm_head'], [t.vocabSize], td, false);
+    lmHead = await src.linear(['lm_head'], [t.vocabSize], td, false, false);
   }
   return { vision, connector, text: { embed, layers: textLayers, norm, lmHead } };
 }
