@@ -120,3 +120,53 @@ registerSection({
     return { idefics2_8b: rows };
   },
 });
+
+registerSection({
+  name: 'memory-step',
+  run: async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { BufferMeter } = require('../../packages/memory-model/src') as typeof import('../../packages/memory-model/src');
+    BufferMeter.install();
+    await initRuntime({ device: 'cpu' });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const step = require('../../packages/memory-model/test/step') as typeof import('../../packages/memory-model/test/step');
+    const rows = [];
+    console.log(`one training micro-step (batch 1, 8 reference pairs, LoRA r 8, dropout 0.1) on ${tf.getBackend()}; peak = live tensor buffers (tf.memory().numBytes in brackets), predicted = the memory model`);
+    for (const preset of ['tiny', 'small'] as const) {
+      const dir = await step.writePreset(preset);
+      const batch = [step.example('u0', 8, 1, 48)];
+      let ref: Float32Array | null = null;
+      for (const baseBits of [32, 8, 4] as const) {
+        for (const checkpointing of [false, true]) {
+          const base = BufferMeter.install().live;
+          const b = await step.openBackbone(dir, { baseBits, checkpointing });
+          await step.measureStep(b, batch); // warm-up
+          const times: number[] = [];
+          let m = await step.measureStep(b, batch);
+          times.push(m.ms);
+          for (let i = 0; i < 2; i++) {
+            const again = await step.measureStep(b, batch);
+            times.push(again.ms);
+            if (again.peak > m.peak) m = again;
+          }
+          const ms = times.sort((x, y) => x - y)[1];
+          const o: MemoryOptions = { baseBits, checkpoint: checkpointing, lora: { r: 8, alpha: 8, dropout: 0.1 }, attention: tf.getBackend() === 'wasm' ? 'per-head' : 'batched' };
+          const pred = predictTrainingStep(b.idefics2.config, m.workload, o);
+          // logits of the same batch in evaluation, against the float32 base
+          const p = await b.prepare(batch);
+          const z = b.pairLogits(p, { training: false });
+          const logits = Float32Array.from([...z.liked.dataSync(), ...z.disliked.dataSync()]);
+          tf.dispose([z.liked, z.disliked]);
+          p.dispose();
+          if (baseBits === 32 && !checkpointing) ref = logits;
+          const err = ref ? relError(logits, ref) : null;
+          const row = { preset, baseBits, checkpointing, tokens: m.workload.prefixLen + 2 * m.workload.suffixLen, stepMs: ms, residentMB: (m.resident - base) / 1e6, peakMB: (m.peak - base) / 1e6, peakTensorBytesMB: m.peakTensorBytes / 1e6, predictedPeakMB: pred.peak / 1e6, logitsRelErrorVsFloat32: err?.maxAbs ?? null };
+          rows.push(row);
+          console.log(`${preset.padEnd(6)} ${(baseBits === 32 ? 'float32' : `${baseBits}-bit`).padEnd(8)} checkpointing ${checkpointing ? 'on ' : 'off'}  step ${String(ms).padStart(6)} ms  resident ${row.residentMB.toFixed(1).padStart(6)} MB  peak ${row.peakMB.toFixed(1).padStart(7)} MB [${row.peakTensorBytesMB.toFixed(1)}]  predicted ${row.predictedPeakMB.toFixed(1).padStart(7)} MB  logits vs float32 ${err ? (err.maxAbs * 100).toFixed(3) + '% of max |logit|' : '-'}`);
+          b.dispose();
+        }
+      }
+    }
+    return { steps: rows };
+  },
+});
