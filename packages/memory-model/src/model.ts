@@ -128,7 +128,7 @@ function probFloats(g: Seg, H: number, o: MemoryOptions): number {
  * Returns floats kept, gradient buffers kept to the end of the backward, and the largest transient
  * of one segment's custom gradient (its per-block temporaries live until it returns).
  */
-function attentionCost(segs: readonly Seg[], Nk: number, H: number, K: number, hd: number, o: MemoryOptions): { saved: number; grad: number; transient: number } {
+function attentionCost(segs: readonly Seg[], Nk: number, H: number, K: number, hd: number, o: MemoryOptions): { saved: number; grad: number; transient: number; masks: number } {
   const qd = H * hd;
   const kvd = K * hd;
   const Nq = segs.reduce((a, g) => a + g.Tq, 0);
@@ -136,6 +136,7 @@ function attentionCost(segs: readonly Seg[], Nk: number, H: number, K: number, h
   let saved = Nq * qd; // q / sqrt(hd)
   let grad = 0;
   let transient = 0;
+  let masks = 0;
   // Slices: a slice's gradient is padded to its source's full size, one buffer per slice.
   const keySlices = segs.reduce((a, g) => a + (g.whole ? 0 : g.keyParts), 0);
   grad += 2 * keySlices * Nk * kvd;
@@ -161,17 +162,22 @@ function attentionCost(segs: readonly Seg[], Nk: number, H: number, K: number, h
     }
     const p = probFloats(g, H, o);
     saved += p;
+    masks += p / H; // one additive mask [rows, 1, keys] per block, shared by the heads
     // dP, dP * P, dP - rowsum, dS per block (per KV head at a time on the per-head path, plus two transposes)
     transient = Math.max(transient, perHead ? (6 * p) / K : 4 * p);
   }
   if (many) grad += Nq * qd; // the concatenated output's gradient, sliced per segment
-  return { saved, grad, transient };
+  return { saved, grad, transient, masks };
 }
 
 interface LayerCost {
   saved: number;
   grad: number;
   transient: number;
+  /** Gradient buffers that exist when the attention's backward runs (those of the ops after it). */
+  gradAfterAttention: number;
+  /** Attention masks the layer makes (a checkpointed layer makes its own again when recomputed). */
+  masks?: number;
 }
 
 /** One decoder layer on a packed group of N rows. */
@@ -196,6 +202,7 @@ function textLayer(s: ModelShape, N: number, segs: readonly Seg[], o: MemoryOpti
   const att = attentionCost(segs, N, t.numHeads, t.numKvHeads, t.headDim, o);
   saved += att.saved;
   grad += att.grad;
+  const before = grad;
   // o projection (input reaches the product and the LoRA) and the residual
   saved += N * (loraSaved(qd, d, o) + d);
   grad += N * (2 * qd + loraGrad(qd, o, drop) + 2 * d);
@@ -206,7 +213,7 @@ function textLayer(s: ModelShape, N: number, segs: readonly Seg[], o: MemoryOpti
   grad += N * (2 * I + 2 * loraGrad(d, o, drop) + 2 * I + 2 * I);
   saved += N * (loraSaved(I, d, o) + d);
   grad += N * loraGrad(I, o, drop);
-  return { saved, grad, transient: att.transient };
+  return { saved, grad, transient: att.transient, gradAfterAttention: grad - before, masks: att.masks };
 }
 
 /** The connector on U images: modality projection, perceiver layers, final norm. */
@@ -229,6 +236,7 @@ function connectorCost(s: ModelShape, w: Workload, o: MemoryOptions): { projecti
     saved: ctx * (2 * loraSaved(dv, I, o) + I + loraSaved(I, d, o)),
     grad: ctx * (2 * I + 2 * loraGrad(dv, o, false) + 2 * I + 2 * I + loraGrad(I, o, drop)) + D * ctx * d,
     transient: 0,
+    gradAfterAttention: 0,
   };
   const chunk = Math.max(1, Math.floor(1024 / (P + L)));
   const segs: Seg[] = [];
@@ -249,16 +257,17 @@ function connectorCost(s: ModelShape, w: Workload, o: MemoryOptions): { projecti
     const att = attentionCost(segs, kv, s.perceiver.numHeads, s.perceiver.numKvHeads, s.perceiver.headDim, o);
     saved += att.saved;
     grad += att.grad;
+    const before = grad;
     saved += lat * (loraSaved(pq, d, o) + d);
     grad += lat * (2 * pq + loraGrad(pq, o, drop) + 2 * d);
     saved += lat * (1 + d);
     grad += lat * 3 * d;
     saved += lat * (2 * loraSaved(d, 4 * d, o) + 4 * d + loraSaved(4 * d, d, o) + d);
     grad += lat * (8 * d + 2 * loraGrad(d, o, drop) + 8 * d + 8 * d + loraGrad(4 * d, o, drop));
-    layers.push({ saved, grad, transient: att.transient });
+    layers.push({ saved, grad, transient: att.transient, gradAfterAttention: grad - before, masks: att.masks });
   }
   // the learned latents tiled per image (kept by the first residual), the final norm
-  const rest: LayerCost = { saved: lat * d + lat + lat * d, grad: lat * d, transient: 0 };
+  const rest: LayerCost = { saved: lat * d + lat + lat * d, grad: lat * d, transient: 0, gradAfterAttention: 0 };
   return { projection, layers, rest };
 }
 
@@ -375,17 +384,26 @@ export function predictTrainingStep(s: ModelShape, w: Workload, o: MemoryOptions
   } else {
     const U = w.images;
     const P = w.patches;
-    // Kept: each layer's input (decoder and connector layers), and what is outside the layers.
+    const dv = s.vision.hiddenSize;
+    const D = s.perceiver.depth;
+    // Kept: each decoder layer's input; the projection's per-image inputs (slices of the context),
+    // outputs and their concatenation; each perceiver layer's latents (the projected context is
+    // one buffer all of them keep); what is outside the layers.
     const textInputs = B * nLayers * N * d;
-    const connInputs = s.perceiver.depth * (U * L * d + U * P * d);
+    const connInputs = U * P * dv + 2 * U * P * d + D * U * L * d;
     saved = textInputs + B * (aroundSaved + picksSaved) + connInputs + conn.rest.saved;
-    // Backward: the gradients at the layer boundaries accumulate; one layer is recomputed at a time
-    // (its saved set, its gradients and its attention transient).
-    const boundary = B * nLayers * N * d + s.perceiver.depth * (U * L * d + U * P * d);
+    // Backward: the gradients at the layer boundaries accumulate (a perceiver layer returns one for
+    // its latents and one for the projected context; each image's projection one for its input);
+    // one layer, or one image's projection, is recomputed at a time (its saved set, its gradients,
+    // its attention transient).
+    const boundary = B * nLayers * N * d + D * (U * L * d + U * P * d) + U * P * dv + U * P * d;
     // A packed base: the recomputed layer's unpacked weights (kept by its tape) and one matrix being unpacked.
     const unpacked = (n: number) => (packed ? n + 2 * lw.largest : 0);
-    const one = (c: LayerCost, wf: number) => c.saved + c.grad + c.transient + unpacked(wf);
-    const oneLayer = Math.max(one(layer, lw.text), one(conn.projection, lw.projection), ...conn.layers.map((c) => one(c, lw.perceiver)));
+    // The recomputed layer peaks either when its backward ends (saved set + all its gradients) or
+    // inside its attention's backward (saved set + the gradients of the ops after the attention +
+    // that backward's temporaries).
+    const one = (c: LayerCost, wf: number, share = 1) => (c.saved + Math.max(c.grad, c.gradAfterAttention + c.transient)) / share + (c.masks ?? 0) + unpacked(wf);
+    const oneLayer = Math.max(one(layer, lw.text), one(conn.projection, lw.projection, U), ...conn.layers.map((c) => one(c, lw.perceiver)));
     backward = boundary + B * (aroundGrad + picksGrad) + conn.rest.grad + loraParams + oneLayer;
   }
   saved *= F;

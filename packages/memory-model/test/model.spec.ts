@@ -36,27 +36,33 @@ describe('memory model vs measured peak of a training micro-step (cpu backend)',
   });
 
   // (The cpu backend is slow: a few reference pairs keep each case near a minute here.)
-  const cases: Array<[string, number, number]> = [
-    ['tiny', 2, 4],
-    ['small', 1, 4],
-    ['medium', 1, 3],
+  type Case = [preset: string, batch: number, refs: number, baseBits: 32 | 8 | 4, checkpoint: boolean];
+  const cases: Case[] = [
+    ['tiny', 2, 4, 32, false],
+    ['tiny', 2, 4, 32, true],
+    ['tiny', 1, 4, 4, false],
+    ['tiny', 1, 4, 4, true],
+    ['small', 1, 4, 32, false],
+    ['small', 1, 4, 32, true],
+    ['medium', 1, 3, 32, false],
+    ['medium', 1, 3, 8, true],
   ];
-  for (const [preset, B, refs] of cases) {
-    it(`${preset}: batch ${B}, ${refs} reference pairs: predicted peak within 10%`, async () => {
+  for (const [preset, B, refs, baseBits, checkpoint] of cases) {
+    it(`${preset}: batch ${B}, ${refs} reference pairs, ${baseBits === 32 ? 'float32' : `${baseBits}-bit`} base, checkpointing ${checkpoint ? 'on' : 'off'}: predicted peak within 10%`, async () => {
       // Bytes alive before this case (earlier cases' leftovers) are not this model's.
       const base = BufferMeter.install().live;
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), `memory-model-${preset}-`));
       dirs.push(dir);
       await writeIdefics2Checkpoint({ preset: preset as PresetName, outDir: dir, seed: 0 });
-      const backbone: Idefics2Backbone = await openBackbone(dir);
+      const backbone: Idefics2Backbone = await openBackbone(dir, { baseBits, checkpointing: checkpoint });
       try {
         expect(tf.getBackend()).toBe('cpu');
         const batch = Array.from({ length: B }, (_, i) => example(`u${i}`, refs, i + 1, 48));
         const m = await measureStep(backbone, batch);
-        const p = predictTrainingStep(backbone.idefics2.config, m.workload, { baseBits: 32, checkpoint: false, lora: { r: 8, alpha: 8, dropout: 0.1 }, attention: 'batched' });
+        const p = predictTrainingStep(backbone.idefics2.config, m.workload, { baseBits, checkpoint, lora: { r: 8, alpha: 8, dropout: 0.1 }, attention: 'batched' });
         const resident = m.resident - base;
         const peak = m.peak - base;
-        console.log(JSON.stringify({ preset, B, refs, workload: m.workload, residentMB: [resident / 1e6, p.resident / 1e6], peakMB: [peak / 1e6, p.peak / 1e6], ratio: p.peak / peak }));
+        console.log(JSON.stringify({ preset, B, refs, baseBits, checkpoint, workload: m.workload, residentMB: [resident / 1e6, p.resident / 1e6], peakMB: [peak / 1e6, p.peak / 1e6], ratio: p.peak / peak }));
         expect(Math.abs(p.resident / resident - 1)).toBeLessThan(0.01);
         expect(Math.abs(p.peak / peak - 1)).toBeLessThan(0.1);
       } finally {
