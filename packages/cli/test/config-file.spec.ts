@@ -102,7 +102,7 @@ describe('run config extends: paths resolve against the file that declares them'
     const { config } = await parseRun({ name: 't', description: 'd', flags: TRAIN_FLAGS, defaultConfig: file }, [], root);
     expect(config.out).toBe(path.join(workspace, 'runs', 'demo'));
     // the base path demo.json declares, and the data path apps/train/config/default.json declares
-    expect(config.plugins.backbone!.options!.path).toBe(path.join(workspace, 'apps/demo/base/idefics2-small-standin'));
+    expect(config.plugins.backbone!.options!.path).toBe(path.join(workspace, 'apps/demo/base/idefics2-small-kernel'));
     expect(config.plugins.dataset!.options!.path).toBe(path.join(workspace, 'data/synthpick/processed'));
     expect(config.exp_name).toBe('mine');
     expect(config.baseDir).toBe(path.join(root, 'elsewhere/deep'));

@@ -11,8 +11,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'crypto';
 import type { PreferenceExample, PreferenceImage, RgbImage } from '@userpref/core';
 import { Idefics2Backbone, writeIdefics2Checkpoint, type PresetName } from '@userpref/backbone-idefics2';
-import { BufferMeter } from '../src/meter';
-import type { Workload } from '../src/model';
+import { BufferMeter } from '@userpref/memory-model';
+import type { Workload } from '@userpref/memory-model';
 
 function image(seed: number, width: number, height: number): PreferenceImage {
   const data = new Uint8Array(width * height * 3);

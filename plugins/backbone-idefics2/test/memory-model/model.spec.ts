@@ -11,7 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { PRESETS, writeIdefics2Checkpoint, type Idefics2Backbone, type PresetName } from '@userpref/backbone-idefics2';
 import { initRuntime } from '@userpref/runtime';
-import { BufferMeter, predictTrainingStep } from '../src';
+import { BufferMeter, predictTrainingStep } from '@userpref/memory-model';
 import { example, measureStep, openBackbone } from './step';
 
 /** A third size, wider and deeper than `small` in the text model (test only). */
