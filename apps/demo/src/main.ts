@@ -5,7 +5,7 @@
  *     parquet, written by the dataset plugin's generator) and its import into the processed format;
  *  2. the base the config names, committed in apps/demo/base: by default the taste-free base
  *     (perception + a hand-set "compare with the earlier images and copy their answers" reader,
- *     fitted to no preference; tools/standin/build_reader_base.py --reader kernel); with
+ *     fitted to no preference; research/standin/build_reader_base.py --reader kernel); with
  *     `--config apps/demo/config/demo-standin.json`, the earlier stand-in whose reader was fitted on
  *     other people's choices (README "The embedded demo");
  *  3. stage 1 (LoRA, base + contrastive loss), the non-personalised baseline (the same training
@@ -120,7 +120,7 @@ runMain(async () => {
     const seen = Object.entries(standin.perception_held_out_token_accuracy).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`);
     const fitted = standin.reader_fit_held_out_accuracy_8_pairs;
     process.stderr.write(
-      `${path.relative(root, base)} (tools/standin/build_reader_base.py):\n` +
+      `${path.relative(root, base)} (research/standin/build_reader_base.py):\n` +
         `  perception fitted on other images' attributes (read on held-out images: ${seen.join(', ')});\n` +
         (fitted === null
           ? `  history reader set by hand and taste-free: compares the target with each earlier image on every attribute and copies their +/- answers; fitted to no one's preferences\n`

@@ -1,6 +1,6 @@
 /**
  * The demo's stand-in base (apps/demo/base/idefics2-small-standin) was written by transformers 5
- * (tools/standin/build_reader_base.py), in its layout: rope_parameters, chat_template.jinja, the
+ * (research/standin/build_reader_base.py), in its layout: rope_parameters, chat_template.jinja, the
  * image processor inside processor_config.json. Our processor and model must read it and give
  * transformers' own output (golden: tools/goldens/make_standin_golden.py), and through the
  * backbone it must do what it was built for: prefer the candidate that resembles the liked

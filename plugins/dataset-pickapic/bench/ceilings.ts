@@ -13,7 +13,7 @@
  *  - cluster posterior: P(cluster | references) under Bradley-Terry with the cluster tastes (mean
  *    taste of the cluster's users), then that mixture's taste: recognise the taste group, apply it;
  *  - cluster oracle: the user's true cluster taste; population: the population-average taste;
- *  - attention: the demo base's taste-free reader (tools/standin/build_reader_base.py --reader
+ *  - attention: the demo base's taste-free reader (research/standin/build_reader_base.py --reader
  *    kernel), exactly: two heads (shape/colour/texture and layout/background/style), each a softmax
  *    over the 2K reference answers of 0.4 per attribute shared with the target, voting the answers'
  *    signs; the liked target's vote minus the disliked one's;

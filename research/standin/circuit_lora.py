@@ -12,7 +12,7 @@ token at -12). LoRA (PEFT: gaussian A with std 1/r, B = 0, dropout on the input,
 the chosen layer-1 projections; AdamW with linear decay; base + contrastive loss (SPEC section 4).
 Codes are the images' true attributes (perception reads them at 98-100%).
 
-  python tools/standin/circuit_lora.py --base <kernel base dir> --data <synthpick raw dir> --steps 150 --lr 5e-4 [--mods q,k] [--r 8]
+  python research/standin/circuit_lora.py --base <kernel base dir> --data <synthpick raw dir> --steps 150 --lr 5e-4 [--mods q,k] [--r 8]
 """
 import argparse
 import json

@@ -4,7 +4,7 @@
  * text layer: the attention mass (mean over heads) that the last real position, and the target
  * image's rows, give the prefix positions, next to the share a uniform attention would give.
  *
- *   node tools/scripts/run-ts.js tools/standin/prefix-attention.ts --config apps/demo/config/demo.json \
+ *   node tools/scripts/run-ts.js research/standin/prefix-attention.ts --config apps/demo/config/demo.json \
  *     --lora_path runs/demo/stage1/checkpoint-40/adapter --tokens_path runs/demo/stage2/checkpoint-20/tokens [--n 16] [--split test]
  */
 import { tmpdir } from 'os';

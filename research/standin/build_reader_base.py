@@ -44,16 +44,16 @@ hand-set kernel reader (--reader kernel: beta 0.4 per shared attribute, never fi
 choices). The images of --data are used only to calibrate the residual scales (no labels). ~1 min;
 the same command writes the same bytes (sha256 636eee5d...):
   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --preset population \
-       --seed 7 --population-seed 42 --params '{"users":100,"shards":1}' --out /tmp/pop100
-  python tools/standin/build_reader_base.py --data /tmp/pop100 --base apps/demo/base/idefics2-small-standin \
+       --seed 7 --population-seed 42 --params '{"users":100,"shards":1}' --out data/pop100
+  python research/standin/build_reader_base.py --data data/pop100 --base apps/demo/base/idefics2-small-standin \
        --perception-from apps/demo/base/idefics2-small-standin --reader kernel --out apps/demo/base/idefics2-small-kernel
 
 Usage for the fitted stand-in (venv with torch, transformers, pandas, pyarrow, pillow; ~8 min on 2 cores):
   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --preset population \
-       --seed 7 --population-seed 42 --out /tmp/population
-  python tools/standin/build_reader_base.py --data /tmp/population \
+       --seed 7 --population-seed 42 --out data/population
+  python research/standin/build_reader_base.py --data data/population \
        --base data/checkpoints/idefics2-small --out apps/demo/base/idefics2-small-standin
-  python tools/goldens/make_standin_golden.py --checkpoint apps/demo/base/idefics2-small-standin \
+  python goldens/make_standin_golden.py --checkpoint apps/demo/base/idefics2-small-standin \
        --out apps/demo/test/fixtures/standin_golden.json
 """
 import argparse
@@ -353,7 +353,7 @@ def main():
     model.save_pretrained(a.out, safe_serialization=True)
     proc.save_pretrained(a.out)
     with open(os.path.join(a.out, "standin.json"), "w") as f:
-        json.dump({"script": "tools/standin/build_reader_base.py", "args": vars(a),
+        json.dump({"script": "research/standin/build_reader_base.py", "args": vars(a),
                    "perception_held_out_token_accuracy": perception,
                    "reader_fit_held_out_accuracy_8_pairs": reader_held_out,
                    "normalised_scales": {"image_flag": xi, "code": code_norm}}, f, indent=2)

@@ -3,7 +3,7 @@
 (its 16 latents, concatenated), on the first 3000 distinct images of the set's first shard; 80/20
 split, test accuracy per attribute.
 
-  python tools/standin/probe_attributes.py <checkpoint dir> <synthpick dir with synthpick-truth.json>
+  python research/standin/probe_attributes.py <checkpoint dir> <synthpick dir with synthpick-truth.json>
 """
 import io, json, glob, os, sys, random
 import numpy as np, pandas as pd, torch, torch.nn.functional as F

@@ -78,12 +78,12 @@ Sequences are built exactly as Idefics2Processor builds them (checked at start-u
 
 Usage (venv with torch, transformers, pandas, pyarrow, pillow):
   node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts synth --preset population \
-       --seed 7 --population-seed 42 --out /tmp/population
+       --seed 7 --population-seed 42 --out data/population
   # the recall curriculum above (threads 1 reproduces it bit for bit)
-  python tools/standin/pretrain_base.py --data /tmp/population --base data/checkpoints/idefics2-small \
-       --out /tmp/recall --steps 2000 --caption-only 150 --caption-batch 8 --ref-pairs 1 --recall-share 1 \
+  python research/standin/pretrain_base.py --data data/population --base data/checkpoints/idefics2-small \
+       --out data/standin-recall --steps 2000 --caption-only 150 --caption-batch 8 --ref-pairs 1 --recall-share 1 \
        --aux-weight 0 --zero-ref-share 0 --lr 1e-3 --batch 32 --threads 1 --diagnose-every 100 --save-every 50
-  # a later phase continues from a saved checkpoint with --keep-weights --base /tmp/recall
+  # a later phase continues from a saved checkpoint with --keep-weights --base data/standin-recall
 """
 import argparse
 import glob
@@ -452,7 +452,7 @@ def main():
         proc.save_pretrained(a.out)
         recent = history[-50:]
         with open(os.path.join(a.out, "pretraining.json"), "w") as f:
-            json.dump({"script": "tools/standin/pretrain_base.py", "args": vars(a), "step": step,
+            json.dump({"script": "research/standin/pretrain_base.py", "args": vars(a), "step": step,
                        "recent_losses": dict(zip(("base", "contrastive", "answers", "caption"),
                                                  (float(np.nanmean([h_[i] for h_ in recent])) for i in range(4)))),
                        "evaluations": evaluations}, f, indent=2)

@@ -6,7 +6,7 @@ synthpick set's own split: per user, a seeded 20% of the comparisons are validat
 rest training targets and the reference pool (as the by-comparison import does, but not the same
 draw: numbers here are for choosing settings, the demo's come from the TS apps).
 
-  python tools/standin/lora_probe.py --base apps/demo/base/idefics2-small-kernel --data /tmp/world/raw \
+  python research/standin/lora_probe.py --base apps/demo/base/idefics2-small-kernel --data data/synthpick/raw \
       --steps 150 --lr 5e-4 [--target '<regex>'] [--r 8] [--alpha 8] [--dropout 0.1] [--base-weight 1]
 
 Prints validation accuracy with 8 reference pairs before training and every --eval-every updates.
