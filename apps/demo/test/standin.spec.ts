@@ -2,7 +2,7 @@
  * The demo's stand-in base (apps/demo/base/idefics2-small-standin) was written by transformers 5
  * (research/standin/build_reader_base.py), in its layout: rope_parameters, chat_template.jinja, the
  * image processor inside processor_config.json. Our processor and model must read it and give
- * transformers' own output (golden: tools/goldens/make_standin_golden.py), and through the
+ * transformers' own output (golden: goldens/make_standin_golden.py), and through the
  * backbone it must do what it was built for: prefer the candidate that resembles the liked
  * references, whichever that is, and have next to no preference without references.
  */
@@ -27,7 +27,7 @@ interface StandinGolden {
   score: number;
 }
 
-/** The pixel recipe of tools/goldens/make_idefics2_goldens.py, full size. */
+/** The pixel recipe of goldens/make_idefics2_goldens.py, full size. */
 function recipe(img: number, size: number): Float32Array {
   const out = new Float32Array(3 * size * size);
   for (let c = 0; c < 3; c++) {

@@ -3,7 +3,7 @@
  * a user runs it (`--base_bits 4 --gradient_checkpointing 1`) on the tiny checkpoint: a SIGKILLed
  * run resumes to the same final adapter as an uninterrupted one, and the adapter it saves loads on
  * the float32 base (here, and in PEFT when USERPREF_PEFT_PYTHON names a Python with transformers +
- * peft: tools/goldens/make_peft_goldens.py --verify). The logits' difference between the 4-bit and
+ * peft: goldens/make_peft_goldens.py --verify). The logits' difference between the 4-bit and
  * the float32 base under that adapter is printed.
  */
 import { spawn, spawnSync } from 'child_process';

@@ -5,7 +5,7 @@
  * whose support widens with the downscale factor (antialiasing); coefficients normalised to sum 1
  * in double, then quantised to 22-bit fixed point; each pass rounds to uint8 with clipping.
  *
- * Checked against Pillow itself (test/fixtures, made by tools/goldens/make_pil_resize_goldens.py):
+ * Checked against Pillow itself (test/fixtures, made by goldens/make_pil_resize_goldens.py):
  * every filter, down- and up-scaling, odd sizes, one axis at a time.
  */
 import type { RgbImage } from '@userpref/core';

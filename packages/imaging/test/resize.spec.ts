@@ -1,4 +1,4 @@
-/** Bit-exact against Pillow's Image.resize (fixtures made by tools/goldens/make_pil_resize_goldens.py). */
+/** Bit-exact against Pillow's Image.resize (fixtures made by goldens/make_pil_resize_goldens.py). */
 import { readFileSync } from 'fs';
 import * as path from 'path';
 import { centerCrop, filterFromPil, resizePil, type PilFilter } from '../src';

@@ -1,6 +1,6 @@
 /**
  * Test helpers: read fixtures and compare our JS values with the tagged JSON that
- * tools/goldens/make_pickle_fixtures.py wrote from the real Python objects.
+ * goldens/make_pickle_fixtures.py wrote from the real Python objects.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

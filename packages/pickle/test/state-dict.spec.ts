@@ -3,7 +3,7 @@ import { PickleError, TorchTensor, isOrderedDict, loadTorchFile, pyAttributes, t
 import { expected, fixture } from './helpers';
 
 /*
- * Real torch.save(module.state_dict()) files, made by tools/goldens/make_torch_state_dict_fixtures.py
+ * Real torch.save(module.state_dict()) files, made by goldens/make_torch_state_dict_fixtures.py
  * from real nn.Modules. A state_dict() is an OrderedDict whose `_metadata` attribute reaches the
  * pickle as BUILD {'_metadata': ...} on the dict.
  */

@@ -13,7 +13,7 @@
  * - Double quantization (QLoRA §3, optional): the block absmaxes minus their mean, quantized in
  *   blocks of 256 with int8 absmax (the paper uses 8-bit floats there).
  *
- * tools/goldens/make_quant_goldens.py is an independent numpy implementation of the same
+ * goldens/make_quant_goldens.py is an independent numpy implementation of the same
  * definitions; test/quant.spec.ts checks these functions against it bit for bit.
  */
 

@@ -1,6 +1,6 @@
 /**
  * The quantizers against an independent numpy implementation written from the papers
- * (tools/goldens/make_quant_goldens.py -> test/goldens/quant_goldens.json), bit for bit: codes,
+ * (goldens/make_quant_goldens.py -> test/goldens/quant_goldens.json), bit for bit: codes,
  * scales / absmaxes, packed words, dequantized values; and the device unpack (tfjs ops) on the
  * wasm, tensorflow (tfjs-node) and plain cpu backends equal to the host values bit for bit.
  */

@@ -41,7 +41,7 @@ afterEach(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
-describe('TensorBoardWriter against tensorboardX (fixtures from tools/goldens/make_tensorboard_fixtures.py)', () => {
+describe('TensorBoardWriter against tensorboardX (fixtures from goldens/make_tensorboard_fixtures.py)', () => {
   let golden: Golden;
   beforeAll(async () => {
     golden = JSON.parse(await fs.readFile(path.join(FIXTURES, 'tensorboard.json'), 'utf8'));

@@ -3,7 +3,7 @@
  * numPatchesPerSide = perSide (tiny's patch is 4: 19 -> image_size 76), every tensor drawn by the
  * workspace's generator from the changed config (only the position embedding changes shape; the
  * generator seeds each tensor by its name). Used by the grid golden
- * (tools/goldens/make_vision_grid_golden.py, via tools/goldens/write_grid_checkpoint.ts) and its test.
+ * (goldens/make_vision_grid_golden.py, via goldens/write_grid_checkpoint.ts) and its test.
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';

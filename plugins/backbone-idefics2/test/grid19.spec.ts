@@ -1,6 +1,6 @@
 /**
  * The full model against transformers on a 19 x 19 position grid, where torch's float32 arange
- * puts patch 12 of a full row in bucket 11 (golden: tools/goldens/make_vision_grid_golden.py on the
+ * puts patch 12 of a full row in bucket 11 (golden: goldens/make_vision_grid_golden.py on the
  * tiny checkpoint with vision image_size 76, rebuilt here by writeGridCheckpoint).
  */
 import { promises as fs } from 'fs';

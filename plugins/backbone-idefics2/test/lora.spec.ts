@@ -1,6 +1,6 @@
 /**
  * LoRA with PEFT semantics: adapters made by PEFT load and give PEFT's logits (goldens:
- * tools/goldens/make_peft_goldens.py), ours save in PEFT's layout, merge equals PEFT's
+ * goldens/make_peft_goldens.py), ours save in PEFT's layout, merge equals PEFT's
  * merge_and_unload, gradients w.r.t. A and B agree with central finite differences.
  */
 import { spawnSync } from 'child_process';

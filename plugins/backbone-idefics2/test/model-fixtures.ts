@@ -1,7 +1,7 @@
 /**
  * Shared by the model / LoRA / backbone tests: the tiny random checkpoint (written once per test
  * file by the workspace's generator, the same one the goldens were made from) and the exact pixel
- * recipe of tools/goldens/make_idefics2_goldens.py.
+ * recipe of goldens/make_idefics2_goldens.py.
  */
 import { promises as fs } from 'fs';
 import * as os from 'os';
@@ -59,7 +59,7 @@ export async function checkFingerprint(dir: string, fp: ModelGolden['fingerprint
       for (const x of data) sum += x;
       const ok = Math.abs(sum - want.sum) <= 1e-6 * Math.max(1, Math.abs(want.abs_sum)) && want.first.every((v, i) => Math.abs(v - data[i]) <= 1e-7 * Math.max(1, Math.abs(v)));
       if (!ok) {
-        throw new Error(`the tiny checkpoint generator no longer writes the weights the goldens were made from (tensor ${name}); rerun tools/goldens/make_idefics2_goldens.py`);
+        throw new Error(`the tiny checkpoint generator no longer writes the weights the goldens were made from (tensor ${name}); rerun goldens/make_idefics2_goldens.py`);
       }
     }
   } finally {

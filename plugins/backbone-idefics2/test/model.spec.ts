@@ -1,6 +1,6 @@
 /**
  * The tfjs IDEFICS2 against transformers' Idefics2ForConditionalGeneration on the tiny random
- * checkpoint (goldens: tools/goldens/make_idefics2_goldens.py).
+ * checkpoint (goldens: goldens/make_idefics2_goldens.py).
  */
 import { promises as fs } from 'fs';
 import * as tf from '@tensorflow/tfjs-core';

@@ -1,6 +1,6 @@
 /**
  * Idefics2Processor against goldens of the real transformers Idefics2Processor
- * (tools/goldens/make_processor_goldens.py) on the tiny checkpoint (seed 0) written by our
+ * (goldens/make_processor_goldens.py) on the tiny checkpoint (seed 0) written by our
  * checkpoint tool: token ids must match exactly. Pixel values must match bit for bit: the resize
  * reimplements Pillow's fixed-point bilinear filter (integer arithmetic, so no platform rounding
  * differences) and the rescale/normalise repeat numpy's float64 -> float32 steps with Math.fround;

@@ -1,6 +1,6 @@
 /**
  * Prints the max relative error (max |ours - theirs| / max |theirs|) of every logits golden of
- * tools/goldens/make_idefics3_goldens.py, for the README and reports (the tests only bound them by 1e-5).
+ * goldens/make_idefics3_goldens.py, for the README and reports (the tests only bound them by 1e-5).
  *
  *   node tools/scripts/run-ts.js plugins/backbone-idefics3/bench/golden-errors.ts
  */

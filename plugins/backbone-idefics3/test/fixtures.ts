@@ -1,5 +1,5 @@
 /**
- * The committed tiny checkpoints and goldens of tools/goldens/make_idefics3_goldens.py, and the
+ * The committed tiny checkpoints and goldens of goldens/make_idefics3_goldens.py, and the
  * PNG inputs it fed transformers.
  */
 import { promises as fs } from 'fs';

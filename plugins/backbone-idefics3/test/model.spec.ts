@@ -1,6 +1,6 @@
 /**
  * The tfjs Idefics3 (processor and model) against transformers on the committed tiny Idefics3 and
- * SmolVLM-shaped checkpoints (tools/goldens/make_idefics3_goldens.py): tile layouts and pixel values
+ * SmolVLM-shaped checkpoints (goldens/make_idefics3_goldens.py): tile layouts and pixel values
  * bit for bit, token ids exactly, last-position logits to 1e-5 relative, alone and right-padded.
  */
 import { createHash } from 'crypto';

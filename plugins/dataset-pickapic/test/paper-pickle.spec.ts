@@ -1,6 +1,6 @@
 /**
  * Reader 2: the paper's processed release (pandas DataFrame pickles, protocol 4 and 5, made by
- * pandas in tools/goldens/make_parquet_fixtures.py) through @userpref/pickle, and its import:
+ * pandas in goldens/make_parquet_fixtures.py) through @userpref/pickle, and its import:
  * targets and references become comparisons, training draws references, evaluation takes the
  * first ones in order (SPEC §6).
  */

@@ -1,6 +1,6 @@
 /**
  * Splits of real Pick-a-Pic v2 shards (fixtures/v2-layout, written by pandas + pyarrow; expected
- * counts computed with pandas by make_v2_layout_fixtures.py): the upstream split of each file is
+ * counts computed with pandas by goldens/make_v2_layout_fixtures.py): the upstream split of each file is
  * kept by default, `_unique` shards count as their parent split without counting a comparison
  * twice, references come from where the options say, re-splitting happens only when asked and
  * says what crossed, skipped rows name their ranking_id and user, and a damaged row group either

@@ -6,7 +6,7 @@ import { initRuntime } from '@userpref/runtime';
 import { PromptPoolTokens, PromptTokens } from '../src';
 
 /*
- * The fixtures belong to @userpref/pickle (made by tools/goldens/make_pickle_fixtures.py with
+ * The fixtures belong to @userpref/pickle (made by goldens/make_pickle_fixtures.py with
  * torch): torch.save of a whole prompt_pool.PromptPool module whose Parameter `prompt` is (3, 8),
  * in the zip and the legacy format, with the values torch printed in prompt_pool.json.
  */
@@ -38,7 +38,7 @@ describe("importing the paper's prompt_pool.pt", () => {
   it.each(['prompt_pool_state_dict.pt', 'prompt_pool_state_dict_legacy.pt'])(
     '%s: torch.save(PromptPool().state_dict()) (an OrderedDict with _metadata) loads exactly',
     async (file) => {
-      // made by tools/goldens/make_torch_state_dict_fixtures.py from a real PromptPool module
+      // made by goldens/make_torch_state_dict_fixtures.py from a real PromptPool module
       const sd = JSON.parse(readFileSync(path.join(fixtures, 'prompt_pool_state_dict.json'), 'utf8')) as {
         tensors: { prompt: { shape: number[]; values: number[] } };
       };

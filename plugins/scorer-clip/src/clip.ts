@@ -32,7 +32,7 @@ export class MissingModelFileError extends Error {
   }
 }
 
-const EXPORT_HINT = 'plugins/scorer-clip/README.md says where to get it: a ready ONNX export (e.g. Xenova/clip-vit-large-patch14), or a transformers CLIP exported with tools/goldens/clip_onnx.py.';
+const EXPORT_HINT = 'plugins/scorer-clip/README.md says where to get it: a ready ONNX export (e.g. Xenova/clip-vit-large-patch14), or a transformers CLIP exported with goldens/clip_onnx.py.';
 
 /** Checks that `dir` holds every file the needed parts load, naming the first missing one. */
 export async function checkClipDir(dir: string, parts: 'text' | 'vision' | 'both'): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The scorers against PyTorch on tiny random CLIP checkpoints (fixtures and golden.json made by
- * tools/goldens/make_clip_scorer_goldens.py): transformers' CLIPModel logits_per_text, the
+ * goldens/make_clip_scorer_goldens.py): transformers' CLIPModel logits_per_text, the
  * processor's pixel values and token ids, and the aesthetic MLP on the normalised image embedding.
  */
 import { createHash } from 'crypto';
@@ -72,7 +72,7 @@ describe('CLIP image preprocessing (Pillow bicubic resize, center crop, CLIP mea
 });
 
 // clip-tiny, clip-tiny-gelu: against transformers' CLIPModel.logits_per_text. hps-tiny: a random
-// open_clip model converted by tools/goldens/convert_open_clip_to_hf.py, against open_clip itself
+// open_clip model converted by goldens/convert_open_clip_to_hf.py, against open_clip itself
 // (its tokenizer, its torchvision transform, HPS's cosine score: logit scale 1).
 describe.each(['clip-tiny', 'clip-tiny-gelu', 'hps-tiny'])('ClipScore on %s against its PyTorch reference', (ckpt) => {
   let scorer: ClipScore;

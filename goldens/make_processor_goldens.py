@@ -1,8 +1,8 @@
 """Processor goldens for plugins/backbone-idefics2: what the REAL transformers Idefics2Processor makes
 of a small preference example, on the tiny random checkpoint written by our checkpoint tool.
 
-Rerun (from the repository root; needs node and /tmp/venv with transformers, torch, pillow):
-    /tmp/venv/bin/python tools/goldens/make_processor_goldens.py
+Rerun (from the repository root; needs node and goldens/requirements.txt: transformers, torch, pillow):
+    python goldens/make_processor_goldens.py
 
 It
   1. writes the tiny checkpoint with `tools/src/checkpoint/cli.ts --preset tiny --seed 0` into a
@@ -28,7 +28,7 @@ import transformers
 from PIL import Image
 from transformers import Idefics2ForConditionalGeneration, Idefics2Processor
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "plugins/backbone-idefics2/test/fixtures/processor"
 
 
@@ -140,7 +140,7 @@ def main() -> None:
 
         readout = {"positive": tok.convert_tokens_to_ids("\u2581+"), "negative": tok.convert_tokens_to_ids("\u2581-")}
         golden = {
-            "made_by": f"tools/goldens/make_processor_goldens.py with transformers {transformers.__version__}, {type(processor.image_processor).__name__}",
+            "made_by": f"goldens/make_processor_goldens.py with transformers {transformers.__version__}, {type(processor.image_processor).__name__}",
             "checkpoint": {"preset": "tiny", "seed": 0},
             "model_loading_info": {k: sorted(v) for k, v in info.items()},
             "example": EXAMPLE,

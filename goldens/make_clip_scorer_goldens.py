@@ -2,11 +2,11 @@
 for plugins/scorer-clip (the paper's zero-shot scorers of Table 1: CLIP score, PickScore, the LAION
 aesthetic predictor).
 
-Rerun (from the repository root; needs /work/venv with torch, transformers, pillow, safetensors,
-onnx, onnxruntime, and open_clip_torch + torchvision for the HPS fixture, e.g. installed with
-`pip install --no-deps --target /tmp/ocdeps open_clip_torch torchvision timm ftfy wcwidth`;
+Rerun (from the repository root; needs goldens/requirements.txt (torch, transformers, pillow,
+safetensors, onnx, onnxruntime) and open_clip_torch + torchvision for the HPS fixture, e.g. installed with
+`pip install --no-deps --target tmp/ocdeps open_clip_torch torchvision timm ftfy wcwidth`;
 the tests themselves need no Python):
-    PYTHONPATH=/tmp/ocdeps /work/venv/bin/python tools/goldens/make_clip_scorer_goldens.py
+    PYTHONPATH=tmp/ocdeps python goldens/make_clip_scorer_goldens.py
 
 Writes plugins/scorer-clip/test/fixtures/:
   clip-tiny/        openai-CLIP-like (quick_gelu), seed 0
@@ -50,7 +50,7 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPToken
 
 from clip_onnx import export_clip  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / 'plugins' / 'scorer-clip' / 'test' / 'fixtures'
 
 PROMPTS = [

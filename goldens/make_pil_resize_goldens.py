@@ -1,6 +1,6 @@
 """Pillow's own Image.resize outputs for @userpref/imaging's bit-exactness test.
 
-    /work/venv/bin/python tools/goldens/make_pil_resize_goldens.py packages/imaging/test/fixtures/pil-resize.json
+    python goldens/make_pil_resize_goldens.py packages/imaging/test/fixtures/pil-resize.json
 
 Random 8-bit RGB images (seeded) of odd sizes, each resized with LANCZOS, BILINEAR and BICUBIC to
 smaller, larger and one-axis-only sizes, plus a center crop. Inputs and outputs are stored as

@@ -1,8 +1,8 @@
 """Reference outputs of transformers' Idefics2ForConditionalGeneration for the tfjs backbone tests.
 
-Rerun (from /work/main):
-    node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny --seed 0 --out /tmp/idefics2-tiny
-    /tmp/venv/bin/python tools/goldens/make_idefics2_goldens.py --checkpoint /tmp/idefics2-tiny \
+Rerun (from the repository root):
+    node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny --seed 0 --out tmp/idefics2-tiny
+    python goldens/make_idefics2_goldens.py --checkpoint tmp/idefics2-tiny \
         --out plugins/backbone-idefics2/test/fixtures/goldens/idefics2_tiny.json
 
 The tests rebuild the same checkpoint with writeIdefics2Checkpoint({preset: 'tiny', seed: 0}) and
@@ -181,7 +181,7 @@ def main():
     }
 
     golden = {
-        "about": "transformers Idefics2ForConditionalGeneration (eval, float32, eager attention) on the tiny random checkpoint; made by tools/goldens/make_idefics2_goldens.py",
+        "about": "transformers Idefics2ForConditionalGeneration (eval, float32, eager attention) on the tiny random checkpoint; made by goldens/make_idefics2_goldens.py",
         "transformers_version": __import__("transformers").__version__,
         "torch_version": torch.__version__,
         "checkpoint": {"preset": "tiny", "seed": 0},

@@ -9,7 +9,7 @@ which is what @userpref/scorer-clip reads (CLIPTextModelWithProjection / CLIPVis
 in transformers.js). Used by make_clip_scorer_goldens.py for the test fixtures and by hand for real
 checkpoints (float32; ViT-H-14 takes a few GB of RAM and a few minutes on CPU):
 
-    /work/venv/bin/python tools/goldens/clip_onnx.py --model <HF CLIP dir> --out <dir>
+    python goldens/clip_onnx.py --model <HF CLIP dir> --out <dir>
 
 Both ONNX files are checked against PyTorch in onnxruntime before the command returns.
 """

@@ -3,8 +3,8 @@ vision position ids of torch's float32 arithmetic matter (numPatchesPerSide = 19
 row lands in bucket 11).
 
 Rerun (from the repository root):
-    node tools/scripts/run-ts.js tools/goldens/write_grid_checkpoint.ts /tmp/idefics2-grid19 19
-    /work/venv/bin/python tools/goldens/make_vision_grid_golden.py --checkpoint /tmp/idefics2-grid19 \
+    node tools/scripts/run-ts.js goldens/write_grid_checkpoint.ts tmp/idefics2-grid19 19
+    python goldens/make_vision_grid_golden.py --checkpoint tmp/idefics2-grid19 \
         --out plugins/backbone-idefics2/test/fixtures/goldens/idefics2_grid19.json
 
 The checkpoint is the tiny preset (seed 0) with vision_config.image_size = 76 (patch 4 -> a grid of
@@ -81,7 +81,7 @@ def main():
     print(f"image 0 first-row position ids: {row0}")
     assert row0[12] == 11, "expected torch's arange to put patch 12 in bucket 11 on a grid of 19"
     golden = {
-        "about": "transformers Idefics2ForConditionalGeneration (eval, float32, eager) on the tiny checkpoint with a 19 x 19 position grid; made by tools/goldens/make_vision_grid_golden.py",
+        "about": "transformers Idefics2ForConditionalGeneration (eval, float32, eager) on the tiny checkpoint with a 19 x 19 position grid; made by goldens/make_vision_grid_golden.py",
         "transformers_version": __import__("transformers").__version__,
         "torch_version": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -1,14 +1,14 @@
 """Writes the pickle / torch fixtures of packages/pickle with REAL pandas, numpy and torch.
 
 Rerun (from the repository root):
-    /tmp/venv/bin/python tools/goldens/make_pickle_fixtures.py
-The main interpreter (/tmp/venv: pandas 3, numpy 2, torch) writes the pandas-3, torch, plain and
+    python goldens/make_pickle_fixtures.py
+The main interpreter (goldens/requirements.txt: pandas 3, numpy 2, torch) writes the pandas-3, torch, plain and
 malicious fixtures, then re-runs this script with a pandas-2 interpreter for the files that the
 paper's release era produced (pandas 2.x + numpy 1.x pickles name `numpy.core.*`). That second
-interpreter defaults to /tmp/venv-pickle-pd2/bin/python (override with --pd2-python); create it with
-    /tmp/venv/bin/python -m venv /tmp/venv-pickle-pd2
-    /tmp/venv-pickle-pd2/bin/pip install --index-url file:///opt/pypi/simple \
-        --extra-index-url file:///opt/pypi-more/simple pandas==2.2.3 numpy==1.26.4
+interpreter defaults to tmp/venv-pd2/bin/python under the repository root (override with
+--pd2-python); create it with
+    python -m venv tmp/venv-pd2
+    tmp/venv-pd2/bin/pip install pandas==2.2.3 numpy==1.26.4
 
 Every expected value is written as JSON by this script (never by the TypeScript code under test).
 JSON tags for what JSON cannot say: {"$bytes": hex}, {"$bytearray": hex}, {"$tuple": [...]},
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "packages/pickle/test/fixtures"
 
 
@@ -369,7 +369,7 @@ def make_malicious():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pandas-only", choices=["pd2_np1"], help="internal: run only the pandas-2 part")
-    ap.add_argument("--pd2-python", default="/tmp/venv-pickle-pd2/bin/python")
+    ap.add_argument("--pd2-python", default="tmp/venv-pd2/bin/python")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.pandas_only:
@@ -378,7 +378,7 @@ def main():
     import pandas as pd
 
     if not pd.__version__.startswith("3."):
-        sys.exit(f"run this with the pandas-3 interpreter (/tmp/venv), not pandas {pd.__version__}")
+        sys.exit(f"run this with the pandas-3 interpreter (goldens/requirements.txt), not pandas {pd.__version__}")
     make_pandas("pd3_np2")
     make_torch()
     make_plain()

@@ -1,12 +1,12 @@
 """Reference output of transformers for the demo's stand-in base (written by transformers itself).
 
 The committed base apps/demo/base/idefics2-small-standin was saved by transformers 5
-(tools/standin/build_reader_base.py), with rope_theta 1e6 and hand-set weights of up to a few
+(research/standin/build_reader_base.py), with rope_theta 1e6 and hand-set weights of up to a few
 hundred. Its layout differs from the 4.x one our generator writes (rope_parameters, chat_template.jinja, image-processor settings inside processor_config.json). The
 demo test loads it with the TypeScript processor and model and compares with this golden.
 
-Rerun (from /work/main):
-    /tmp/venv/bin/python tools/goldens/make_standin_golden.py --checkpoint apps/demo/base/idefics2-small-standin \
+Rerun (from the repository root):
+    python goldens/make_standin_golden.py --checkpoint apps/demo/base/idefics2-small-standin \
         --out apps/demo/test/fixtures/standin_golden.json
 
 The example is the demo's format (SPEC section 2 without prompts, --use_prompt 0): one reference
@@ -55,7 +55,7 @@ def main():
     with open(os.path.join(a.checkpoint, "model.safetensors"), "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     golden = {
-        "about": "transformers Idefics2ForConditionalGeneration (eval, float32, eager) on the demo's stand-in base; made by tools/goldens/make_standin_golden.py",
+        "about": "transformers Idefics2ForConditionalGeneration (eval, float32, eager) on the demo's stand-in base; made by goldens/make_standin_golden.py",
         "transformers_version": __import__("transformers").__version__,
         "torch_version": torch.__version__,
         "model_sha256": sha,

@@ -1,6 +1,6 @@
 """Writes safetensors fixtures with the reference implementation (the `safetensors` Python package).
 
-Rerun: /tmp/venv/bin/python tools/goldens/make_safetensors_fixtures.py
+Rerun: python goldens/make_safetensors_fixtures.py
 Outputs packages/safetensors/test/fixtures/{reference.safetensors,reference.json}; with
 --check FILE it instead loads a file written by userpref and prints its tensors as JSON.
 """
@@ -8,7 +8,7 @@ import json, sys, pathlib
 import torch
 from safetensors.torch import save_file, load_file
 
-out = pathlib.Path(__file__).resolve().parents[2] / "packages/safetensors/test/fixtures"
+out = pathlib.Path(__file__).resolve().parents[1] / "packages/safetensors/test/fixtures"
 
 if len(sys.argv) == 3 and sys.argv[1] == "--check":
     t = load_file(sys.argv[2])

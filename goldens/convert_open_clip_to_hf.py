@@ -2,7 +2,7 @@
 CLIPModel checkpoint, then to the transformers.js layout @userpref/scorer-clip reads, so HPS runs on the
 same CLIP-score code as CLIP and PickScore.
 
-    PYTHONPATH=<open_clip + torchvision> python tools/goldens/convert_open_clip_to_hf.py \\
+    PYTHONPATH=<open_clip + torchvision> python goldens/convert_open_clip_to_hf.py \\
         --model ViT-H-14 --checkpoint HPS_v2.1_compressed.pt --out models/hps-v2.1 [--hf-out models/hps-v2.1-hf]
 
 Why this is exact (checked by --check and, on a tiny random model, by the scorer-clip golden test):

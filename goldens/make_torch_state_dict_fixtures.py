@@ -1,7 +1,7 @@
 """Writes real `torch.save(module.state_dict())` fixtures for packages/pickle (issue 17, item 4).
 
-Rerun (from the repository root, with the shared venv):
-    /work/venv/bin/python tools/goldens/make_torch_state_dict_fixtures.py
+Rerun (from the repository root, with goldens/requirements.txt):
+    python goldens/make_torch_state_dict_fixtures.py
 
 A state_dict() is an OrderedDict that carries a `_metadata` attribute (per-module versions). Pickled,
 that is `OrderedDict()` + SETITEMS + BUILD {'_metadata': OrderedDict(...)}: the BUILD sets an
@@ -27,7 +27,7 @@ import tempfile
 import torch
 import torch.nn as nn
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "packages/pickle/test/fixtures"
 
 PROMPT_POOL_PY = '''import torch

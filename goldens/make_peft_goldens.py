@@ -1,9 +1,9 @@
 """PEFT LoRA goldens for the tfjs backbone: an adapter made by PEFT and the logits it gives, and a
 check that an adapter written by the tfjs code loads in PEFT and reproduces the tfjs logits.
 
-Make the goldens (from /work/main; the checkpoint as in make_idefics2_goldens.py):
-    node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny --seed 0 --out /tmp/idefics2-tiny
-    /tmp/venv/bin/python tools/goldens/make_peft_goldens.py --checkpoint /tmp/idefics2-tiny \
+Make the goldens (from the repository root; the checkpoint as in make_idefics2_goldens.py):
+    node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny --seed 0 --out tmp/idefics2-tiny
+    python goldens/make_peft_goldens.py --checkpoint tmp/idefics2-tiny \
         --out plugins/backbone-idefics2/test/fixtures/goldens
   writes peft_tiny/ (adapter_config.json + adapter_model.safetensors, saved by PEFT's
   save_pretrained) and peft_tiny.json (the targeted module names, PEFT's logits for the padded
@@ -12,7 +12,7 @@ Make the goldens (from /work/main; the checkpoint as in make_idefics2_goldens.py
 Verify an adapter saved by the tfjs backbone (test/lora.spec.ts writes one plus the logits it
 computed when USERPREF_PEFT_VERIFY_DIR is set, and runs this itself when USERPREF_PEFT_PYTHON names
 a Python with transformers + peft):
-    /tmp/venv/bin/python tools/goldens/make_peft_goldens.py --checkpoint /tmp/idefics2-tiny \
+    python goldens/make_peft_goldens.py --checkpoint tmp/idefics2-tiny \
         --verify DIR_WITH_ADAPTER --golden plugins/backbone-idefics2/test/fixtures/goldens/idefics2_tiny.json
   DIR holds adapter_config.json, adapter_model.safetensors and ours_logits.json ({"logits": [[...], [...]]});
   loads the adapter with PeftModel.from_pretrained and with transformers' load_adapter, runs the
@@ -93,7 +93,7 @@ def make(args):
     merged = model.merge_and_unload()
     logits_merged = padded_logits(merged, golden)
     out = {
-        "about": "PEFT LoRA on the tiny checkpoint; made by tools/goldens/make_peft_goldens.py",
+        "about": "PEFT LoRA on the tiny checkpoint; made by goldens/make_peft_goldens.py",
         "peft_version": __import__("peft").__version__,
         "target_modules": TARGET,
         "modules": sorted(modules),

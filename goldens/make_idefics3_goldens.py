@@ -1,8 +1,8 @@
 """Tiny random Idefics3 / SmolVLM checkpoints and transformers' outputs on them, for the tests of
 plugins/backbone-idefics3.
 
-Rerun (from /work/main; /work/venv has torch, transformers, peft, tokenizers, pillow):
-    /work/venv/bin/python tools/goldens/make_idefics3_goldens.py
+Rerun (from the repository root, with goldens/requirements.txt: torch, transformers, peft, tokenizers, pillow):
+    python goldens/make_idefics3_goldens.py
 
 For each of two architectures it writes plugins/backbone-idefics3/test/fixtures/<name>/ (a
 checkpoint in the Hugging Face layout, saved by transformers' save_pretrained: config.json,
@@ -52,7 +52,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor, PreTrainedTokenizerFast
 from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIX = ROOT / "plugins/backbone-idefics3/test/fixtures"
 
 IDEFICS3_TEMPLATE = (
@@ -292,7 +292,7 @@ def main():
         nosplit = {"images": per_image_hashes(proc_ns, images), "input_ids": enc_ns["input_ids"][0].tolist(), "logits": floats(logits_ns[0])}
 
         golden = {
-            "about": f"transformers Idefics3ForConditionalGeneration (eval, float32, eager) and Idefics3Processor (PIL backend) on {name}; made by tools/goldens/make_idefics3_goldens.py",
+            "about": f"transformers Idefics3ForConditionalGeneration (eval, float32, eager) and Idefics3Processor (PIL backend) on {name}; made by goldens/make_idefics3_goldens.py",
             "transformers_version": transformers.__version__, "torch_version": torch.__version__,
             "image_seq_len": seq_len, "image_sizes": SIZES,
             "images": per_image_hashes(proc, images),

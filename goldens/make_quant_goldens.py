@@ -2,7 +2,7 @@
 shared with the TypeScript library), so packages/quant/test checks its quantizers bit for bit
 against an independent implementation.
 
-    /work/venv/bin/python tools/goldens/make_quant_goldens.py --out packages/quant/test/goldens
+    python goldens/make_quant_goldens.py --out packages/quant/test/goldens
 
 Quantizers (float32 arithmetic throughout, as numpy does it on float32 arrays):
 

@@ -1,6 +1,6 @@
 """Writes the Pick-a-Pic fixtures of @userpref/dataset-pickapic with independent writers.
 
-Rerun: /tmp/venv/bin/python tools/goldens/make_parquet_fixtures.py
+Rerun: python goldens/make_parquet_fixtures.py
 Outputs plugins/dataset-pickapic/test/fixtures/:
   pickapic_pyarrow.parquet  Pick-a-Pic v2 columns written by pyarrow from pandas (as the published
                             shards were: __index_level_0__, snappy, several row groups)
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import duckdb
 from PIL import Image
 
-out = pathlib.Path(__file__).resolve().parents[2] / "plugins/dataset-pickapic/test/fixtures"
+out = pathlib.Path(__file__).resolve().parents[1] / "plugins/dataset-pickapic/test/fixtures"
 out.mkdir(parents=True, exist_ok=True)
 
 

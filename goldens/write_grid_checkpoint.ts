@@ -1,9 +1,9 @@
 /**
  * Writes the tiny checkpoint with a position grid of <perSide> (default 19) for
- * tools/goldens/make_vision_grid_golden.py:
- *     node tools/scripts/run-ts.js tools/goldens/write_grid_checkpoint.ts /tmp/idefics2-grid19 19
+ * goldens/make_vision_grid_golden.py:
+ *     node tools/scripts/run-ts.js goldens/write_grid_checkpoint.ts tmp/idefics2-grid19 19
  */
-import { writeGridCheckpoint } from '../../plugins/backbone-idefics2/test/grid-checkpoint';
+import { writeGridCheckpoint } from '../plugins/backbone-idefics2/test/grid-checkpoint';
 
 const [out, perSide = '19'] = process.argv.slice(2);
 if (!out) {

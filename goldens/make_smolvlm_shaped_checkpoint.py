@@ -2,7 +2,7 @@
 of plugins/backbone-idefics3 on this CPU (the real weights cannot be downloaded here; compute and
 memory depend on the shapes only).
 
-    /work/venv/bin/python tools/goldens/make_smolvlm_shaped_checkpoint.py --size 256M --out /tmp/smolvlm-256m-shaped
+    python goldens/make_smolvlm_shaped_checkpoint.py --size 256M --out tmp/smolvlm-256m-shaped
 
 Sizes (HuggingFaceTB/SmolVLM-256M-Instruct, -500M-Instruct, SmolVLM-Instruct): SigLIP base patch 16 at 512
 (256M, 500M) or SigLIP so400m patch 14 at 384 (2.2B); pixel shuffle 4 (64 tokens a 512 tile) or 3 (81
@@ -19,7 +19,7 @@ import shutil
 import torch
 from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ROOT / "plugins/backbone-idefics3/test/fixtures/smolvlm-tiny"
 
 SIGLIP_BASE_512 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=512)

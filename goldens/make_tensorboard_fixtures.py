@@ -1,9 +1,8 @@
 """Reference TensorBoard event files, written by tensorboardX, for packages/training's TensorBoardWriter.
 
-Rerun (from /work/main; needs `tensorboardX` and `tensorboard` in the venv):
-    flock /tmp/pip.lock /tmp/venv/bin/pip install --index-url file:///opt/pypi/simple \
-        --extra-index-url file:///opt/pypi-more/simple tensorboard tensorboardX
-    /tmp/venv/bin/python tools/goldens/make_tensorboard_fixtures.py \
+Rerun (from the repository root; needs `tensorboardX` and `tensorboard` besides goldens/requirements.txt):
+    pip install tensorboard tensorboardX==2.6.5
+    python goldens/make_tensorboard_fixtures.py \
         --out packages/training/test/fixtures/tensorboard
 
 Writes:
@@ -115,7 +114,7 @@ def main():
         shutil.copyfile(write(os.path.join(tmp, "a"), SCALARS), scalars_file)
         shutil.copyfile(write(os.path.join(tmp, "b"), PURGE_SCALARS, PURGE_STEP), purge_file)
         doc = {
-            "generator": f"tools/goldens/make_tensorboard_fixtures.py (tensorboardX {tensorboardX.__version__})",
+            "generator": f"goldens/make_tensorboard_fixtures.py (tensorboardX {tensorboardX.__version__})",
             "headerWallTime": HEADER_WALL_TIME,
             "purgeStep": PURGE_STEP,
             "scalars": [{"tag": t, "value": json_number(v), "step": s, "wallTime": w} for t, v, s, w in SCALARS],
