@@ -4,6 +4,7 @@ export * from './plugin/manifest';
 export * from './plugin/validate';
 export * from './errors';
 export * from './plugin/assembly';
+export * from './plugin/define';
 export * from './config/overrides';
 export { Rng } from './random';
 export { createLogger, memoryLogger } from './logging';

@@ -2,7 +2,8 @@
  * The shape every userpref plugin package has. A package (in this repository or anywhere on
  * npm) exports `userprefPlugin`: the contributions it offers, each with a JSON schema of its
  * options, and one inversify ContainerModule that binds each implementation to its contract
- * symbol under the contribution's name.
+ * symbol under the contribution's name. `definePlugin` (./define) builds both from contribution
+ * definitions, so each name is written once.
  */
 import type { ContainerModule, ServiceIdentifier } from 'inversify';
 import { Backbone } from '../contracts/backbone';
@@ -26,7 +27,7 @@ export const ContractOf: Record<ContributionKind, ServiceIdentifier<unknown>> = 
 export interface OptionsSchema {
   type: 'object';
   properties: Record<string, Record<string, unknown> & { description?: string; default?: unknown }>;
-  required?: string[];
+  required?: readonly string[];
   additionalProperties?: boolean;
   [k: string]: unknown;
 }
@@ -48,8 +49,10 @@ export interface UserprefPlugin {
 
 /**
  * Validated options of one contribution are bound to this symbol under the name
- * `optionsName(kind, name)`; implementations receive them with
- * `@inject(PluginOptions) @named(optionsName('loss', 'contrastive'))`.
+ * `optionsName(kind, name)`. A plugin written with `definePlugin` / `defineContribution`
+ * (./define) never names it: its factory receives the options. A plugin that writes its own
+ * ContainerModule (e.g. in plain JavaScript) reads them with
+ * `ctx.get(PluginOptions, { name: optionsName('loss', 'hinge') })`.
  */
 export const PluginOptions = Symbol.for('userpref.PluginOptions');
 
