@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { PairLogits, PreferenceLoss, ReadoutTokens } from '@userpref/core';
+import type { ContrastiveOptions } from './options';
 
 /** Checks shapes and token ids before any arithmetic, naming what is wrong. */
 export function checkPairLogits(loss: string, logits: PairLogits, readout: ReadoutTokens): void {
@@ -64,11 +65,6 @@ export class BasePreferenceLoss implements PreferenceLoss {
       return tf.mean(tf.mul(tf.add(likedCe, dislikedCe), 0.5)) as tf.Scalar;
     });
   }
-}
-
-export interface ContrastiveOptions {
-  /** Divides both logit pairs before the two-way softmax; 1 is the paper's loss. */
-  temperature: number;
 }
 
 /**
