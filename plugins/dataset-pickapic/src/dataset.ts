@@ -11,24 +11,14 @@
  */
 import * as path from 'path';
 import type { Logger, PreferenceDataset, PreferenceExample, PreferenceImage, PreferenceSplit, ReferencePair, RgbImage, SplitName, SplitStats, UserGroups, UserGroupsProvider } from '@userpref/core';
-import { PATH_FORMAT, Rng } from '@userpref/core';
+import { PATH_FORMAT, Rng, type OptionsOf } from '@userpref/core';
 import { clustersFromProcessed } from './clusters';
 import { decodeRgb } from './images';
 import { ProcessedStore, SPLITS, dislikedOf, likedOf, type SplitIndex, type StoredComparison } from './store';
 
-export interface PickapicOptions {
-  /** Processed directory (output of `import`), relative to RunContext.baseDir. */
-  path: string;
-  refPairNum: number;
-  tooFewReferences: 'skip' | 'fewer';
-  redrawReferencesEachEpoch: boolean;
-  imageSize: number;
-  tiePolicy: 'drop' | 'keep';
-  limit?: number;
-}
-
+/** The options of the 'pickapic' dataset: validates run configs, fills defaults, documents them. */
 export const pickapicOptionsSchema = {
-  type: 'object' as const,
+  type: 'object',
   properties: {
     path: { type: 'string', format: PATH_FORMAT, description: 'Processed dataset directory written by `cli.ts import` (relative paths resolve against the config file folder).' },
     refPairNum: { type: 'integer', minimum: 0, default: 8, description: 'Reference pairs (liked, disliked, prompt) per example; the paper uses 8.' },
@@ -47,7 +37,10 @@ export const pickapicOptionsSchema = {
     limit: { type: 'integer', minimum: 1, description: 'At most this many examples per split (a seeded random subset, kept in order): for fast runs.' },
   },
   required: ['path'],
-};
+} as const;
+
+/** The options after validation, as the schema above describes them (`limit` may be absent; every other key is filled). */
+export type PickapicOptions = OptionsOf<typeof pickapicOptionsSchema>;
 
 export interface PickapicSplitStats extends SplitStats {
   /** Targets dropped because the user had too few references (tooFewReferences: 'skip'). */

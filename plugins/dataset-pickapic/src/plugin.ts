@@ -1,36 +1,21 @@
 /**
- * Wiring: the 'pickapic' dataset contribution, its options schema, and the ContainerModule that
- * binds PickapicDataset to the PreferenceDataset contract under that name.
+ * Wiring: the 'pickapic' dataset contribution, its options schema, and the factory that makes a
+ * PickapicDataset from the validated options; definePlugin binds it to the PreferenceDataset
+ * contract under that name (one instance per run).
  */
-import { ContainerModule, inject, injectable, named, optional } from 'inversify';
-import { Logger, PluginOptions, PreferenceDataset, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
-import { PickapicDataset, pickapicOptionsSchema, type PickapicOptions } from './dataset';
+import { defineContribution, definePlugin } from '@userpref/core';
+import { PickapicDataset, pickapicOptionsSchema } from './dataset';
 
-export const contributions: Contribution[] = [
-  {
+export const userprefPlugin = definePlugin('@userpref/dataset-pickapic', [
+  defineContribution({
     kind: 'dataset',
     name: 'pickapic',
     description:
       'Pick-a-Pic v2 (or the paper\'s processed release, or the synthpick benchmark) after `cli.ts import`: per-user examples of refPairNum (liked, disliked, prompt) references and one target comparison (SPEC §1, §6).',
     optionsSchema: pickapicOptionsSchema,
-  },
-];
-
-@injectable()
-class PickapicDatasetFromOptions extends PickapicDataset {
-  constructor(
-    @inject(PluginOptions) @named(optionsName('dataset', 'pickapic')) options: PickapicOptions,
-    @inject(RunContext) run: RunContext,
-    @inject(Logger) @optional() logger?: Logger,
-  ) {
-    super(options, run, logger);
-  }
-}
-
-export const userprefPlugin: UserprefPlugin = {
-  packageName: '@userpref/dataset-pickapic',
-  contributions,
-  containerModule: new ContainerModule(({ bind }) => {
-    bind<PreferenceDataset>(PreferenceDataset).to(PickapicDatasetFromOptions).inSingletonScope().whenNamed('pickapic');
+    singleton: true,
+    create: (options, { run, logger }) => new PickapicDataset(options, run, logger),
   }),
-};
+]);
+
+export const { contributions } = userprefPlugin;
