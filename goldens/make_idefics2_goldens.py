@@ -1,7 +1,7 @@
 """Reference outputs of transformers' Idefics2ForConditionalGeneration for the tfjs backbone tests.
 
 Rerun (from the repository root):
-    node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny --seed 0 --out tmp/idefics2-tiny
+    npx nx run checkpoint:run -- --preset tiny --seed 0 --out tmp/idefics2-tiny
     python goldens/make_idefics2_goldens.py --checkpoint tmp/idefics2-tiny \
         --out plugins/backbone-idefics2/test/fixtures/goldens/idefics2_tiny.json
 

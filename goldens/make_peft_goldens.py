@@ -2,7 +2,7 @@
 check that an adapter written by the tfjs code loads in PEFT and reproduces the tfjs logits.
 
 Make the goldens (from the repository root; the checkpoint as in make_idefics2_goldens.py):
-    node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny --seed 0 --out tmp/idefics2-tiny
+    npx nx run checkpoint:run -- --preset tiny --seed 0 --out tmp/idefics2-tiny
     python goldens/make_peft_goldens.py --checkpoint tmp/idefics2-tiny \
         --out plugins/backbone-idefics2/test/fixtures/goldens
   writes peft_tiny/ (adapter_config.json + adapter_model.safetensors, saved by PEFT's

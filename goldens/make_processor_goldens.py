@@ -5,7 +5,7 @@ Rerun (from the repository root; needs node and goldens/requirements.txt: transf
     python goldens/make_processor_goldens.py
 
 It
-  1. writes the tiny checkpoint with `tools/src/checkpoint/cli.ts --preset tiny --seed 0` into a
+  1. writes the tiny checkpoint with `apps/checkpoint/src/main.ts --preset tiny --seed 0` into a
      temporary directory;
   2. checks that transformers loads it: Idefics2ForConditionalGeneration.from_pretrained with NO
      missing / unexpected / mismatched keys, and Idefics2Processor.from_pretrained;
@@ -34,7 +34,7 @@ OUT = ROOT / "plugins/backbone-idefics2/test/fixtures/processor"
 
 def write_checkpoint(d: pathlib.Path) -> None:
     subprocess.run(
-        ["node", "tools/scripts/run-ts.js", "tools/src/checkpoint/cli.ts", "--preset", "tiny", "--out", str(d), "--seed", "0"],
+        ["node", "tools/scripts/run-ts.js", "apps/checkpoint/src/main.ts", "--preset", "tiny", "--out", str(d), "--seed", "0"],
         cwd=ROOT, check=True,
     )
 

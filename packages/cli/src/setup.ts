@@ -31,7 +31,7 @@ export async function setupRun(app: string, config: RunConfig): Promise<RunSetup
 export const MAKES: Record<InputKind, string> = {
   checkpoint:
     'A checkpoint is a Hugging Face IDEFICS2 directory (config.json, safetensors, tokenizer). The committed stand-in base is apps/demo/base/idefics2-small-standin; ' +
-    '`node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset small --out <dir>` writes a random one (random weights train to chance); ' +
+    '`npx nx run checkpoint:run -- --preset small --out <dir>` writes a random one (random weights train to chance); ' +
     'for the real model give --checkpoint <a local copy of HuggingFaceM4/idefics2-8b>.',
   dataset:
     '`npm start` writes data/synthpick/processed; `node tools/scripts/run-ts.js plugins/dataset-pickapic/src/cli.ts import --from <files> --out <dir>` ' +

@@ -1,7 +1,7 @@
 /**
  * @userpref/backbone-idefics2: the paper's backbone, IDEFICS2 (SigLIP vision tower -> SwiGLU
  * projection + perceiver resampler -> Mistral), loaded from a Hugging Face checkpoint directory
- * (e.g. a local download of HuggingFaceM4/idefics2-8b, or a random one written by writeIdefics2Checkpoint / tools/src/checkpoint/cli.ts),
+ * (e.g. a local download of HuggingFaceM4/idefics2-8b, or a random one written by writeIdefics2Checkpoint / apps/checkpoint),
  * with PEFT-compatible LoRA, as the 'idefics2' Backbone contribution. It also offers the optional
  * attention-probe capability (Idefics2AttentionProbe) that similar-user mining reads.
  */

@@ -1,7 +1,7 @@
 /**
  * The inverse of weights.ts: the model's tensors back under their Hugging Face names and layouts,
  * and a whole checkpoint directory written from a (possibly trained) model, so a full-parameter
- * training (tools/src/pretrain) leaves a checkpoint that transformers and this loader both read.
+ * training (apps/pretrain) leaves a checkpoint that transformers and this loader both read.
  *
  * The loader transposed every Linear to [in, out] and fused q|k|v, gate|up and k|v column-wise;
  * the Conv2d patch embedding became a [C*p*p, hidden] matrix; the LM head is [hidden, vocab].

@@ -2,7 +2,7 @@
  * Full-parameter training of the base weights (not LoRA): turns the loaded weight tensors into
  * trainable tf.Variables in place, so the unchanged forward code reads the variables and
  * tf.variableGrads reaches them. Used by the pre-training stand-in for a pretrained base
- * (tools/src/pretrain); LoRA training never needs it.
+ * (apps/pretrain); LoRA training never needs it.
  *
  * The vision tower is excluded by default: the paper keeps it frozen, and the backbone caches its
  * output per image (a trained tower would make that cache stale). Conversion is idempotent: a

@@ -1,7 +1,7 @@
 /**
  * Pre-trains a checkpoint as a stand-in for a pretrained base (see pretrain.ts):
  *
- *   node tools/scripts/run-ts.js tools/src/pretrain/cli.ts --base <ckpt dir> --data <processed dataset dir>
+ *   npx nx run pretrain:run -- --base <ckpt dir> --data <processed dataset dir>
  *        --out <new ckpt dir> [--steps 200] [--lr 1e-3] [--batch 4] [--grad-accum 1] [--seed 0] [--ref-pair-num 8]
  *        [--weight-decay 0.01] [--dtype F32|F16|BF16] [--image-size 64] [--max-prompt-len 100]
  *        [--eval-data <processed dir>] [--eval-split validation] [--eval-limit 100] [--eval-every 0]

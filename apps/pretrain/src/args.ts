@@ -1,8 +1,8 @@
-/** Flags of tools/src/pretrain/cli.ts to PretrainOptions (kept apart from cli.ts, which runs on import). */
+/** Flags of the pretrain app (src/main.ts) to PretrainOptions (kept apart from main.ts, which runs on import). */
 import type { PretrainOptions } from './pretrain';
 
 export const USAGE =
-  'usage: cli.ts --base <ckpt dir> --data <processed dataset dir> --out <new ckpt dir> [--steps N] [--lr X] [--batch B] [--grad-accum N] [--seed S] [--ref-pair-num K]\n' +
+  'usage: pretrain --base <ckpt dir> --data <processed dataset dir> --out <new ckpt dir> [--steps N] [--lr X] [--batch B] [--grad-accum N] [--seed S] [--ref-pair-num K]\n' +
   '              [--weight-decay X] [--dtype F32|F16|BF16] [--image-size N] [--max-prompt-len N|none] [--eval-data <dir>] [--eval-split S]\n' +
   '              [--eval-limit N] [--eval-every N] [--eval-ref-pairs 8,0] [--eval-seed S] [--validation-limit N] [--run-dir <dir>]\n' +
   '              [--init checkpoint|fan-in]';

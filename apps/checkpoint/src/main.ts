@@ -3,7 +3,7 @@
  * HuggingFaceM4/idefics2-8b (config.json, model.safetensors or shards + index, tokenizer and
  * processor files), for tests and the CPU demo:
  *
- *   node tools/scripts/run-ts.js tools/src/checkpoint/cli.ts --preset tiny|small --out <dir>
+ *   npx nx run checkpoint:run -- --preset tiny|small --out <dir>
  *        [--seed N] [--dtype F32|F16|BF16] [--shard-bytes N]
  *
  * Presets (idefics2-8b: vision 1152 x 27 layers, patch 14; perceiver 64 latents x 3 layers;
@@ -30,7 +30,7 @@ import type { PresetName, WeightDtype } from '@userpref/backbone-idefics2';
 
 function usage(message?: string): never {
   if (message) console.error(`error: ${message}`);
-  console.error('usage: cli.ts --preset tiny|small --out <dir> [--seed N] [--dtype F32|F16|BF16] [--shard-bytes N]');
+  console.error('usage: checkpoint --preset tiny|small --out <dir> [--seed N] [--dtype F32|F16|BF16] [--shard-bytes N]');
   process.exit(2);
 }
 

@@ -261,7 +261,7 @@ export async function pretrainIdefics2(options: PretrainOptions): Promise<Pretra
     const record = {
       kind: 'userpref-pretraining',
       description:
-        'Full-parameter pre-training of the connector and text model (vision tower frozen) with the stage-1 objective (base + contrastive, SPEC §4) on synthpick users other than the demo\'s: a stand-in for a pretrained base. Made by tools/src/pretrain/cli.ts.',
+        'Full-parameter pre-training of the connector and text model (vision tower frozen) with the stage-1 objective (base + contrastive, SPEC §4) on synthpick users other than the demo\'s: a stand-in for a pretrained base. Made by apps/pretrain (npx nx run pretrain:run).',
       base: options.base,
       data: options.data,
       dataSource: await describeData(path.resolve(options.data)),

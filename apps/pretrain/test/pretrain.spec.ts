@@ -1,5 +1,5 @@
 /**
- * The pre-training stand-in (tools/src/pretrain) on the `tiny` checkpoint and a tiny synthpick
+ * The pre-training stand-in (apps/pretrain) on the `tiny` checkpoint and a tiny synthpick
  * set: a few full-parameter updates lower the stage-1 objective on the training examples (measured
  * through the normal backbone plugin on the written checkpoint, not from the trainer's own log),
  * only the connector and text weights move (the vision tower is frozen), the checkpoint loads with
@@ -16,8 +16,8 @@ import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-id
 import { PickapicDataset, generateSynthpick, importDataset } from '@userpref/dataset-pickapic';
 import { BasePreferenceLoss, ContrastivePreferenceLoss } from '@userpref/loss-preference';
 import { objective } from '@userpref/training';
-import { parsePretrainArgs } from '../src/pretrain/args';
-import { PRETRAINING_FILE, pretrainIdefics2, type PretrainOptions } from '../src/pretrain/pretrain';
+import { parsePretrainArgs } from '../src/args';
+import { PRETRAINING_FILE, pretrainIdefics2, type PretrainOptions } from '../src/pretrain';
 
 let tmp: string;
 let base: string;

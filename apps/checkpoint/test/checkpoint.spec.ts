@@ -16,7 +16,7 @@ import { writeIdefics2Checkpoint, countParameters, presetConfig, PRESETS } from 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { AutoTokenizer, env } = require('@huggingface/transformers') as typeof Transformers;
 
-const ROOT = path.join(__dirname, '..', '..');
+const ROOT = path.join(__dirname, '..', '..', '..');
 let tmp: string;
 
 beforeAll(async () => {
@@ -283,7 +283,7 @@ describe('tokenizer', () => {
 describe('cli', () => {
   const run = (args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [path.join(ROOT, 'tools/scripts/run-ts.js'), path.join(ROOT, 'tools/src/checkpoint/cli.ts'), ...args], { cwd: ROOT }, (err, stdout, stderr) =>
+      execFile(process.execPath, [path.join(ROOT, 'tools/scripts/run-ts.js'), path.join(ROOT, 'apps/checkpoint/src/main.ts'), ...args], { cwd: ROOT }, (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });
