@@ -6,7 +6,7 @@
  * sign test). Rows are grouped as the paper's Table 1: zero-shot scorers, in-context, trained.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceTokens, type SplitName, type ZeroShotScorer } from '@userpref/core';
+import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceSplit, type PreferenceTokens, type SplitName, type ZeroShotScorer } from '@userpref/core';
 import { scoreSplit, truncateReferences } from './evaluate';
 import { pairedAccuracy, pairwiseAccuracy, perUserAccuracy, rocAuc, type PairedSummary, type TiePolicy } from './metrics';
 
@@ -109,110 +109,166 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
   const split = c.dataset.split(o.split);
   const total = Math.min(split.size, o.limit ?? Infinity);
   if (total === 0) throw new Error(`the ${o.split} split is empty`);
-  const rows: RowResult[] = [];
-  const summarise = (label: string, kind: RowResult['kind'], scores: PreferenceScore[], note?: string, group: RowGroup = 'baseline'): RowResult => {
-    const acc = pairwiseAccuracy(scores, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
-    const pu = perUserAccuracy(scores, o.tiePolicy);
-    return { label, kind, group, accuracy: acc.accuracy, ci95: acc.ci95, n: acc.n, auc: rocAuc(scores), perUser: { users: pu.users, mean: pu.mean, quantiles: pu.quantiles }, note };
-  };
-  const progress = (label: string) => (done: number, all: number) => {
-    if (done === all || done % Math.max(1, Math.floor(all / 5)) < o.batchSize) c.logger.info(`scoring ${label}`, { done, total: all });
-  };
-
   const pairs = pairsToCompare(o);
   const scorers = await scorersOf(c, o);
-  const scored = new Map<string, PreferenceScore[]>();
-
-  const marked = o.models.filter((m) => m.curve);
-  if (marked.length > 1) throw new Error(`only one model can draw the reference-pairs curve; marked: ${marked.map((m) => `'${m.label}'`).join(', ')}`);
-  const curveIndex = marked.length ? o.models.indexOf(marked[0]) : o.models.findIndex((m) => m.scorer === undefined);
+  const curveIndex = curveModelIndex(o);
+  const table = new SuiteTable(c, o, split, total);
   let curve: SuiteReport['curve'] = [];
-  let users = 0;
   let loadedBy: string | undefined;
-  let examples: PreferenceExample[] | undefined;
-  const loadExamples = async (): Promise<PreferenceExample[]> => {
-    if (!examples) {
-      examples = [];
-      for (let i = 0; i < total; i++) examples.push(await split.get(i));
-    }
-    return examples;
-  };
   for (const [i, m] of o.models.entries()) {
     if (m.scorer !== undefined) {
-      const scores = await scoreWithScorer(scorers.get(m.scorer)!, await loadExamples(), progress(m.label));
-      users = new Set(scores.map((s) => s.userId)).size;
-      scored.set(m.label, scores);
-      rows.push(summarise(m.label, 'scorer', scores, `zero-shot scorer '${m.scorer}'`, groupOf(m)));
+      await table.scoreScorerRow(m, scorers.get(m.scorer)!);
       continue;
     }
-    if (!c.backbone) throw new Error(`model '${m.label}' needs a backbone (plugins.backbone); only scorer rows run without one`);
-    if (m.adapter) {
-      await c.backbone.loadAdapter(m.adapter);
-      loadedBy = m.label;
-    } else if (loadedBy !== undefined) {
-      // The Backbone contract loads adapters but cannot unload one: this model would be scored
-      // with the previous model's adapter.
-      throw new Error(`model '${m.label}' has no adapter but comes after '${loadedBy}', whose adapter would stay loaded: list models without an adapter first`);
-    }
-    if (m.tokens) {
-      if (!c.tokens) throw new Error(`model '${m.label}' names preference tokens but plugins.tokens is not configured`);
-      c.tokens.build(c.backbone.textHiddenSize);
-      await c.tokens.load(m.tokens);
-      c.backbone.setPrefixProvider(c.tokens);
-    } else c.backbone.setPrefixProvider(null);
-    const scores = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: m.referencePairs, onProgress: progress(m.label) });
-    users = new Set(scores.map((s) => s.userId)).size;
-    scored.set(m.label, scores);
-    rows.push(summarise(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined, groupOf(m)));
-    if (i === curveIndex && o.refCounts.length) {
-      curve = [];
-      for (const k of o.refCounts) {
-        const s = await scoreSplit(c.backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: k });
-        const a = pairwiseAccuracy(s, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
-        curve.push({ referencePairs: k, accuracy: a.accuracy, ci95: a.ci95 });
-        c.logger.info(`accuracy with ${k} reference pairs`, { accuracy: a.accuracy });
-      }
-    }
+    const backbone = await attachModel(c, m, loadedBy);
+    if (m.adapter) loadedBy = m.label;
+    await table.scoreModelRow(m, backbone);
+    if (i === curveIndex && o.refCounts.length) curve = await referenceCurve(backbone, split, total, o, c.logger);
   }
   c.backbone?.setPrefixProvider(null);
   for (const s of scorers.values()) await s.dispose?.();
+  const leftOut = await table.scoreBaselines();
+  const paired = pairedDifferences(pairs, table.scored, o, c.logger);
+  return { split: o.split, comparisons: total, users: table.users, tiePolicy: o.tiePolicy, rows: table.rows, curveModel: o.models[curveIndex]?.label, curve, paired, leftOut, createdAt: new Date().toISOString() };
+}
 
-  const leftOut: SuiteReport['leftOut'] = [];
-  for (const b of o.baselines) {
-    if (b === 'random') {
-      const rng = Rng.stream(o.seed, 'random-baseline');
-      const scores = (await loadExamples()).map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }));
-      scored.set('random', scores);
-      rows.push(summarise('random', 'baseline', scores));
-    } else if (b === 'nearest-reference') {
-      if (!c.backbone?.imageEmbeddings) {
-        c.logger.warn(`nearest-reference baseline skipped: ${c.backbone ? 'the backbone has no imageEmbeddings()' : 'no backbone is configured'}`);
-        continue;
-      }
-      const scores = await nearestReferenceScores(c.backbone, await loadExamples(), o.batchSize);
-      scored.set('nearest-reference', scores);
-      rows.push(summarise('nearest-reference', 'baseline', scores, 'similarity to liked minus disliked references in the frozen image-feature space'));
-    } else if (b === 'bayes-optimal') {
-      const st = c.dataset.stats(o.split);
-      if (st.bayesOptimalAccuracy !== undefined) rows.push({ label: 'bayes-optimal', kind: 'baseline', group: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
-      else {
-        const reason = `the ${o.split} split's comparisons carry no hidden utilities (the true preference probabilities that only synthetic data such as synthpick records), so there is no Bayes-optimal accuracy`;
-        leftOut.push({ label: 'bayes-optimal', reason });
-        c.logger.warn(`bayes-optimal baseline left out: ${reason}`);
+/** The rows of the report as they are scored, with each row's per-comparison scores for pairing. */
+class SuiteTable {
+  readonly rows: RowResult[] = [];
+  readonly scored = new Map<string, PreferenceScore[]>();
+  /** Users among the comparisons, as the last model or scorer row saw them. */
+  users = 0;
+  private examples?: PreferenceExample[];
+
+  constructor(
+    private readonly c: SuiteComponents,
+    private readonly o: SuiteOptions,
+    private readonly split: PreferenceSplit,
+    private readonly total: number,
+  ) {}
+
+  /** A scorer row: score(prompt, image) of each candidate, no references. */
+  async scoreScorerRow(m: SuiteModel, scorer: ZeroShotScorer): Promise<void> {
+    const scores = await scoreWithScorer(scorer, await this.loadExamples(), this.progress(m.label));
+    this.users = new Set(scores.map((s) => s.userId)).size;
+    this.add(m.label, 'scorer', scores, `zero-shot scorer '${m.scorer}'`, groupOf(m));
+  }
+
+  /** A model row: the backbone as attachModel set it up, reading `referencePairs` references or all. */
+  async scoreModelRow(m: SuiteModel, backbone: Backbone): Promise<void> {
+    const o = this.o;
+    const scores = await scoreSplit(backbone, this.split, { batchSize: o.batchSize, limit: this.total, referencePairs: m.referencePairs, onProgress: this.progress(m.label) });
+    this.users = new Set(scores.map((s) => s.userId)).size;
+    this.add(m.label, 'model', scores, m.referencePairs !== undefined ? `${m.referencePairs} reference pairs` : undefined, groupOf(m));
+  }
+
+  /** The baseline rows; those that cannot be computed are warned about, and left out with the reason. */
+  async scoreBaselines(): Promise<SuiteReport['leftOut']> {
+    const { c, o } = this;
+    const leftOut: SuiteReport['leftOut'] = [];
+    for (const b of o.baselines) {
+      if (b === 'random') {
+        const rng = Rng.stream(o.seed, 'random-baseline');
+        const scores = (await this.loadExamples()).map((ex) => ({ userId: ex.userId, label0: ex.target.label0, score0: rng.uniform(), score1: rng.uniform() }));
+        this.add('random', 'baseline', scores);
+      } else if (b === 'nearest-reference') {
+        if (!c.backbone?.imageEmbeddings) {
+          c.logger.warn(`nearest-reference baseline skipped: ${c.backbone ? 'the backbone has no imageEmbeddings()' : 'no backbone is configured'}`);
+          continue;
+        }
+        const scores = await nearestReferenceScores(c.backbone, await this.loadExamples(), o.batchSize);
+        this.add('nearest-reference', 'baseline', scores, 'similarity to liked minus disliked references in the frozen image-feature space');
+      } else if (b === 'bayes-optimal') {
+        const st = c.dataset.stats(o.split);
+        if (st.bayesOptimalAccuracy !== undefined) this.rows.push({ label: 'bayes-optimal', kind: 'baseline', group: 'baseline', accuracy: st.bayesOptimalAccuracy, ci95: [NaN, NaN], n: st.examples, note: 'from the hidden utilities of the synthetic data' });
+        else {
+          const reason = `the ${o.split} split's comparisons carry no hidden utilities (the true preference probabilities that only synthetic data such as synthpick records), so there is no Bayes-optimal accuracy`;
+          leftOut.push({ label: 'bayes-optimal', reason });
+          c.logger.warn(`bayes-optimal baseline left out: ${reason}`);
+        }
       }
     }
+    return leftOut;
   }
+
+  /** A row from per-comparison scores: accuracy with its interval, ROC AUC and the per-user distribution. */
+  private add(label: string, kind: RowResult['kind'], scores: PreferenceScore[], note?: string, group: RowGroup = 'baseline'): void {
+    const o = this.o;
+    const acc = pairwiseAccuracy(scores, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
+    const pu = perUserAccuracy(scores, o.tiePolicy);
+    this.scored.set(label, scores);
+    this.rows.push({ label, kind, group, accuracy: acc.accuracy, ci95: acc.ci95, n: acc.n, auc: rocAuc(scores), perUser: { users: pu.users, mean: pu.mean, quantiles: pu.quantiles }, note });
+  }
+
+  /** The split's first `total` examples, read once for the scorer rows and the baselines. */
+  private async loadExamples(): Promise<PreferenceExample[]> {
+    if (!this.examples) {
+      this.examples = [];
+      for (let i = 0; i < this.total; i++) this.examples.push(await this.split.get(i));
+    }
+    return this.examples;
+  }
+
+  /** Logs a row's scoring about five times. */
+  private progress(label: string) {
+    return (done: number, all: number) => {
+      if (done === all || done % Math.max(1, Math.floor(all / 5)) < this.o.batchSize) this.c.logger.info(`scoring ${label}`, { done, total: all });
+    };
+  }
+}
+
+/** The model that draws the reference-pairs curve: the one marked, else the first that is not a scorer (-1: none). */
+function curveModelIndex(o: SuiteOptions): number {
+  const marked = o.models.filter((m) => m.curve);
+  if (marked.length > 1) throw new Error(`only one model can draw the reference-pairs curve; marked: ${marked.map((m) => `'${m.label}'`).join(', ')}`);
+  return marked.length ? o.models.indexOf(marked[0]) : o.models.findIndex((m) => m.scorer === undefined);
+}
+
+/**
+ * Sets the backbone up for a model row: its adapter loaded, its preference tokens attached (or
+ * none). `loadedBy` is the earlier row whose adapter is loaded: the Backbone contract loads
+ * adapters but cannot unload one, so a row without an adapter cannot follow it.
+ */
+async function attachModel(c: SuiteComponents, m: SuiteModel, loadedBy: string | undefined): Promise<Backbone> {
+  if (!c.backbone) throw new Error(`model '${m.label}' needs a backbone (plugins.backbone); only scorer rows run without one`);
+  if (m.adapter) await c.backbone.loadAdapter(m.adapter);
+  else if (loadedBy !== undefined) {
+    throw new Error(`model '${m.label}' has no adapter but comes after '${loadedBy}', whose adapter would stay loaded: list models without an adapter first`);
+  }
+  if (m.tokens) {
+    if (!c.tokens) throw new Error(`model '${m.label}' names preference tokens but plugins.tokens is not configured`);
+    c.tokens.build(c.backbone.textHiddenSize);
+    await c.tokens.load(m.tokens);
+    c.backbone.setPrefixProvider(c.tokens);
+  } else c.backbone.setPrefixProvider(null);
+  return c.backbone;
+}
+
+/** Accuracy against the number of reference pairs each comparison reads (SPEC §7). */
+async function referenceCurve(backbone: Backbone, split: PreferenceSplit, total: number, o: SuiteOptions, logger: Logger): Promise<SuiteReport['curve']> {
+  const curve: SuiteReport['curve'] = [];
+  for (const k of o.refCounts) {
+    const s = await scoreSplit(backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: k });
+    const a = pairwiseAccuracy(s, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
+    curve.push({ referencePairs: k, accuracy: a.accuracy, ci95: a.ci95 });
+    logger.info(`accuracy with ${k} reference pairs`, { accuracy: a.accuracy });
+  }
+  return curve;
+}
+
+/** Paired differences between rows on the same comparisons; a pair with an unscored row is warned about and skipped. */
+function pairedDifferences(pairs: Array<[string, string]>, scored: ReadonlyMap<string, PreferenceScore[]>, o: SuiteOptions, logger: Logger): PairedResult[] {
   const paired: PairedResult[] = [];
   for (const [a, b] of pairs) {
     const sa = scored.get(a);
     const sb = scored.get(b);
     if (!sa || !sb) {
-      c.logger.warn(`paired comparison ${a} - ${b} skipped: ${!sa ? a : b} was not scored`);
+      logger.warn(`paired comparison ${a} - ${b} skipped: ${!sa ? a : b} was not scored`);
       continue;
     }
     paired.push({ a, b, ...pairedAccuracy(sa, sb, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed }) });
   }
-  return { split: o.split, comparisons: total, users, tiePolicy: o.tiePolicy, rows, curveModel: o.models[curveIndex]?.label, curve, paired, leftOut, createdAt: new Date().toISOString() };
+  return paired;
 }
 
 /** The scorers the scorer rows name, checked and initialised before anything is scored. */
