@@ -13,14 +13,7 @@ import type { PreferenceImage, ZeroShotScorer } from '@userpref/core';
 import { SafetensorsFile } from '@userpref/safetensors';
 import { promises as fs } from 'fs';
 import { ClipEncoder, MissingModelFileError, cosine } from './clip';
-
-export interface ClipScoreOptions {
-  /** Checkpoint directory (transformers.js layout), absolute. */
-  readonly path: string;
-  /** exp(logit_scale) of the checkpoint. */
-  readonly logitScale: number;
-  readonly batchSize: number;
-}
+import type { AestheticOptions, ClipScoreOptions } from './options';
 
 export class ClipScore implements ZeroShotScorer {
   private readonly encoder: ClipEncoder;
@@ -100,14 +93,6 @@ export function applyLinearChain(layers: readonly LinearLayer[], x: ArrayLike<nu
     v = out;
   }
   return v;
-}
-
-export interface AestheticOptions {
-  /** CLIP ViT-L/14 checkpoint directory (transformers.js layout; only the vision part is loaded). */
-  readonly path: string;
-  /** The MLP head, safetensors. */
-  readonly head: string;
-  readonly batchSize: number;
 }
 
 export class AestheticScore implements ZeroShotScorer {
