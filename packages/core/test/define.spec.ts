@@ -15,6 +15,7 @@ import {
   defineContribution,
   definePlugin,
   memoryLogger,
+  optionDefaults,
   optionsName,
   validateOptions,
   type OptionsOf,
@@ -155,5 +156,23 @@ describe('defineContribution / definePlugin', () => {
     await expect(assemble({ losses: [{ package: fixture, name: 'offset' }] }, { logger: memoryLogger(), seed: 3 })).rejects.toThrow(
       /plugin 'userpref-plugin-defined' loss 'offset': missing required option 'offset'/,
     );
+  });
+});
+
+describe('optionDefaults', () => {
+  it('fills every default, nested ones too, and leaves required options out', () => {
+    const schema = {
+      type: 'object',
+      properties: {
+        path: { type: 'string' },
+        r: { type: 'integer', default: 8 },
+        lora: { type: 'object', properties: { alpha: { type: 'number', default: 16 }, init: { enum: ['a', 'b'], default: 'a' } }, default: {}, additionalProperties: false },
+        limit: { type: 'integer' },
+      },
+      required: ['path'],
+    } as const;
+    expect(optionDefaults(schema)).toEqual({ r: 8, lora: { alpha: 16, init: 'a' } });
+    // The schema itself still requires path.
+    expect(() => validateOptions('x', schema, {})).toThrow(/missing required option 'path'/);
   });
 });

@@ -76,3 +76,14 @@ export function describeOptions(schema: OptionsSchema): Array<{ key: string; typ
     description: s.description ?? '',
   }));
 }
+
+/**
+ * The options a schema gives when none are written: every default, nested ones too (what
+ * `validateOptions` fills into `{}`), with required options left out. For code that builds an
+ * implementation without a config (tests, tools) and for the `…_DEFAULTS` constants a package
+ * exports, so a default is written once, in the schema.
+ */
+export function optionDefaults(schema: OptionsSchema): Record<string, unknown> {
+  const { required: _required, ...optional } = schema;
+  return validateOptions('defaults', optional as OptionsSchema, {});
+}
