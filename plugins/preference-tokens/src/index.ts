@@ -9,3 +9,4 @@ export { saveTokens, readTokens, TENSORS_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSI
 export type { TokensFileConfig, StoredTokens, StoredTensor, TokensKind } from './storage';
 export { readPaperPromptPool } from './torch-import';
 export { userprefPlugin, contributions } from './plugin';
+export { promptOptionsSchema, poolOptionsSchema } from './options';

@@ -4,14 +4,9 @@
  * the tensor, so they depend only on the seed and the name, never on other draws in the run.
  */
 import { Rng } from '@userpref/core';
+import type { InitOptions } from './options';
 
-export type TokenInit = 'uniform' | 'normal' | 'zeros';
-
-export interface InitOptions {
-  init: TokenInit;
-  /** Standard deviation for init 'normal'. */
-  std: number;
-}
+export type { InitOptions, TokenInit } from './options';
 
 export function initialValues(size: number, options: InitOptions, seed: number, stream: string): Float32Array {
   const out = new Float32Array(size);

@@ -13,24 +13,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger, PreferenceTokens, PrefixContext } from '@userpref/core';
-import { initialValues, type InitOptions } from './init';
+import { initialValues } from './init';
+import { POOL_DEFAULTS, type KeyMode, type PoolOptions } from './options';
 import { contextBatch } from './prompt';
 import { FORMAT, FORMAT_VERSION, expectTensor, readTokens, saveTokens } from './storage';
 
-export type KeyMode = 'prompt-mean' | 'learnable';
-
-export interface PoolOptions extends InitOptions {
-  /** Tokens per prompt. */
-  length: number;
-  poolSize: number;
-  /** Prompts selected per example; the prefix is topK * length tokens. */
-  topK: number;
-  /** 'prompt-mean': a prompt's key is the mean of its tokens; 'learnable': a separate [poolSize, d] variable. */
-  keys: KeyMode;
-  pullCoefficient: number;
-}
-
-export const POOL_DEFAULTS: PoolOptions = { length: 10, poolSize: 10, topK: 1, keys: 'prompt-mean', pullCoefficient: 0.1, init: 'uniform', std: 0.02 };
+export { POOL_DEFAULTS };
+export type { KeyMode, PoolOptions };
 
 /** Smallest squared norm used when normalising (a zero vector normalises to zero, not NaN). */
 const NORM_EPS = 1e-12;

@@ -6,15 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger, PreferenceTokens, PrefixContext } from '@userpref/core';
-import { initialValues, type InitOptions, type TokenInit } from './init';
+import { initialValues } from './init';
+import { PROMPT_DEFAULTS, type PromptOptions, type TokenInit } from './options';
 import { FORMAT, FORMAT_VERSION, expectTensor, readTokens, saveTokens } from './storage';
 
-export interface PromptOptions extends InitOptions {
-  /** Number of preference tokens (rows of P). */
-  length: number;
-}
-
-export const PROMPT_DEFAULTS: PromptOptions = { length: 10, init: 'uniform', std: 0.02 };
+export { PROMPT_DEFAULTS };
+export type { PromptOptions };
 
 let instances = 0;
 

@@ -1,0 +1,58 @@
+/**
+ * The options schemas of the preference tokens. Each validates run configs, fills defaults and
+ * documents the options; the TypeScript types and the `…_DEFAULTS` constants are derived from
+ * them, so an option or a default is written once, here.
+ */
+import { optionDefaults, type OptionsOf } from '@userpref/core';
+
+const initProperties = {
+  init: {
+    enum: ['uniform', 'normal', 'zeros'],
+    default: 'uniform',
+    description: "Initial values: 'uniform' draws U(0, 1) as the paper does; 'normal' draws N(0, std^2); 'zeros'.",
+  },
+  std: { type: 'number', minimum: 0, default: 0.02, description: "Standard deviation for init 'normal'." },
+} as const;
+
+export const promptOptionsSchema = {
+  type: 'object',
+  properties: {
+    length: { type: 'integer', minimum: 1, default: 10, description: 'Number of preference tokens (the paper uses 10).' },
+    ...initProperties,
+  },
+} as const;
+
+export const poolOptionsSchema = {
+  type: 'object',
+  properties: {
+    length: { type: 'integer', minimum: 1, default: 10, description: 'Tokens per prompt; the prepended length is topK * length.' },
+    poolSize: { type: 'integer', minimum: 1, default: 10, description: 'Number of prompts in the pool.' },
+    topK: { type: 'integer', minimum: 1, default: 1, description: 'Prompts selected per example (at most poolSize).' },
+    keys: {
+      enum: ['prompt-mean', 'learnable'],
+      default: 'prompt-mean',
+      description: "'prompt-mean': a prompt's key is the mean of its tokens (the original); 'learnable': a separate key per prompt.",
+    },
+    pullCoefficient: {
+      type: 'number',
+      minimum: 0,
+      default: 0.1,
+      description: 'Weight of the pull constraint: coefficient * batch mean of sum over selected prompts of (1 - cos(query, key)).',
+    },
+    ...initProperties,
+  },
+} as const;
+
+/** `{ length, init, std }`: rows of the prompt matrix P, and how P starts. */
+export type PromptOptions = OptionsOf<typeof promptOptionsSchema>;
+/** `{ length, poolSize, topK, keys, pullCoefficient, init, std }`. */
+export type PoolOptions = OptionsOf<typeof poolOptionsSchema>;
+/** How preference tokens start: `init` ('uniform' U(0, 1) as the paper, 'normal' N(0, std^2), 'zeros') and `std`. */
+export type InitOptions = Pick<PromptOptions, 'init' | 'std'>;
+export type TokenInit = InitOptions['init'];
+/** 'prompt-mean': a prompt's key is the mean of its tokens; 'learnable': a separate [poolSize, d] variable. */
+export type KeyMode = PoolOptions['keys'];
+
+/** The paper's prompt: 10 tokens, U(0, 1). */
+export const PROMPT_DEFAULTS = optionDefaults(promptOptionsSchema) as PromptOptions;
+export const POOL_DEFAULTS = optionDefaults(poolOptionsSchema) as PoolOptions;
