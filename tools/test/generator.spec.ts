@@ -87,7 +87,7 @@ describe('plugin generator: generated plugins work', () => {
     expect(tree.listChanges().filter((c) => c.path.startsWith('packages/'))).toEqual([]);
   });
 
-  it('writes a package.json that depends on core with the versions core itself uses', () => {
+  it('writes a package.json that depends on core with the tfjs version core itself uses', () => {
     const core = JSON.parse(fs.readFileSync(path.join(repo, 'packages/core/package.json'), 'utf8'));
     const loss = readJson(tree, 'plugins/loss-example/package.json');
     expect(loss).toMatchObject({
@@ -95,17 +95,26 @@ describe('plugin generator: generated plugins work', () => {
       version: '0.1.0',
       license: 'Apache-2.0',
       main: './src/index.ts',
-      dependencies: { '@userpref/core': '*', '@tensorflow/tfjs-core': core.dependencies['@tensorflow/tfjs-core'], inversify: core.dependencies.inversify },
+      dependencies: { '@userpref/core': '*', '@tensorflow/tfjs-core': core.dependencies['@tensorflow/tfjs-core'] },
       devDependencies: { '@userpref/runtime': '*' },
     });
     expect(loss.description.length).toBeGreaterThan(20);
     expect(readJson(tree, 'plugins/tokens-example/package.json').dependencies['@userpref/safetensors']).toBe('*');
-    // A scorer computes no tensors: no tfjs dependency.
-    expect(Object.keys(readJson(tree, 'plugins/scorer-example/package.json').dependencies)).toEqual(['@userpref/core', 'inversify']);
+    // A scorer computes no tensors: no tfjs dependency. No plugin needs inversify: core's definePlugin binds.
+    expect(Object.keys(readJson(tree, 'plugins/scorer-example/package.json').dependencies)).toEqual(['@userpref/core']);
     expect(tree.read('plugins/loss-example/jest.config.js', 'utf8')).toContain("require('../../jest.preset.js')");
-    const index = tree.read('plugins/loss-example/src/index.ts', 'utf8')!;
-    expect(index).toContain("packageName: '@userpref/loss-example'");
-    expect(index).toContain(".whenNamed('example')");
+    for (const kind of KINDS) {
+      const index = tree.read(`plugins/${kind}-example/src/index.ts`, 'utf8')!;
+      expect(index).toContain("definePlugin('@userpref/" + kind + "-example', [");
+      // The contribution is named once: no optionsName, no whenNamed, no second spelling.
+      expect(index.match(/name: 'example'/g)).toHaveLength(1);
+      expect(index).not.toMatch(/optionsName|whenNamed|PluginOptions|ContainerModule|from 'inversify'/);
+      // The option type comes from the schema beside the implementation.
+      const impl = tree.read(`plugins/${kind}-example/src/example-${kind}.ts`, 'utf8')!;
+      expect(impl).toContain('export const exampleOptionsSchema = {');
+      expect(impl).toMatch(/export type Example\w+Options = OptionsOf<typeof exampleOptionsSchema>;/);
+      expect(impl).not.toMatch(/interface Example\w+Options/);
+    }
     for (const c of tree.listChanges()) expect(c.content?.toString()).not.toMatch(/TODO|<%|%>/);
   });
 

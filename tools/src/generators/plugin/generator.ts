@@ -91,8 +91,9 @@ export function normalizeOptions(schema: PluginGeneratorSchema): NormalizedOptio
 }
 
 /**
- * Version ranges of tfjs-core and inversify: the ones core itself declares, so the plugin and
- * the core it plugs into agree. Read from the workspace tree when it has core, else from the core
+ * Version range of tfjs-core: the one core itself declares, so the plugin and the core it plugs
+ * into agree. (A plugin needs no inversify of its own: core's definePlugin builds its
+ * ContainerModule.) Read from the workspace tree when it has core, else from the core
  * installed next to these tools.
  */
 function coreDependencyRanges(tree: Tree): Record<string, string> {
@@ -105,7 +106,7 @@ function coreDependencyRanges(tree: Tree): Record<string, string> {
     if (!v) throw new Error(`@userpref/core's package.json does not declare ${n}; the plugin template needs its version`);
     return v;
   };
-  return { '@tensorflow/tfjs-core': pick('@tensorflow/tfjs-core'), inversify: pick('inversify') };
+  return { '@tensorflow/tfjs-core': pick('@tensorflow/tfjs-core') };
 }
 
 export async function pluginGenerator(tree: Tree, schema: PluginGeneratorSchema): Promise<GeneratorCallback> {
@@ -130,6 +131,8 @@ export async function pluginGenerator(tree: Tree, schema: PluginGeneratorSchema)
     offset: offsetFromRoot(o.projectRoot),
     // JSON-quoted description for use inside TypeScript string literals.
     descriptionLiteral: JSON.stringify(o.description),
+    // e.g. marginOptionsSchema: the options schema, exported beside the implementation.
+    schemaName: `${names(o.contribution).propertyName}OptionsSchema`,
     tmpl: '',
   };
   generateFiles(tree, path.join(__dirname, 'files', 'common'), o.projectRoot, substitutions);
