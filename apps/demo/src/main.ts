@@ -10,7 +10,11 @@
  *     other people's choices (README "The embedded demo");
  *  3. stage 1 (LoRA, base + contrastive loss), the non-personalised baseline (the same training
  *     with 0 reference pairs), stage 2 (preference tokens on the stage-1 adapter);
- *  4. evaluation on the test split with baselines, printed as a table.
+ *  4. evaluation on the test split with baselines, printed as a table, with paired rows (stage 1 vs the
+ *     base, stage 2 vs stage 1, ...);
+ *  5. similar-user mining on the stage-2 model (apps/mine: the target image's attention to the
+ *     preference tokens after each test user's history), its purity against the hidden taste camps
+ *     printed beside its exact random baseline.
  *
  * `--seed N` runs the same on another draw of the world (its own data and run directories).
  * Each step is skipped when its output already exists, so a second `npm start` only re-evaluates.
@@ -24,6 +28,7 @@ import * as path from 'path';
 import { runMain } from '@userpref/cli';
 import { TRUTH_FILE, generateSynthpick, importDataset, type SynthpickPreset } from '@userpref/dataset-pickapic';
 import { claimRunDir } from './run-dir';
+import { STAGE1_LABEL, STAGE2_LABEL, demoSummary } from './summary';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
@@ -95,12 +100,12 @@ runMain(async () => {
     }
   }
   if (!existsSync(path.join(raw, TRUTH_FILE)) && !existsSync(path.join(processed, 'manifest.json'))) {
-    step(`1/7 generating synthpick (${preset} preset, seed ${seed})`);
+    step(`1/8 generating synthpick (${preset} preset, seed ${seed})`);
     const g = await generateSynthpick({ preset: preset as SynthpickPreset, seed, outDir: raw });
     process.stderr.write(`synthpick: ${g.rows} comparisons, ${g.images} images; Bayes-optimal ${(100 * g.summary.bayesOptimalAccuracy).toFixed(1)}%, population-average ${(100 * g.summary.populationAccuracy).toFixed(1)}%\n`);
   }
   if (!existsSync(path.join(processed, 'manifest.json'))) {
-    step('2/7 importing into the processed format');
+    step('2/8 importing into the processed format');
     await importDataset({ from: [raw], out: processed, seed: 42 });
   }
 
@@ -108,7 +113,7 @@ runMain(async () => {
   const basePath = demoConfig.plugins?.backbone?.options?.path;
   if (!basePath) throw new Error(`${config} names no backbone path (plugins.backbone.options.path)`);
   const base = path.resolve(path.dirname(config), basePath);
-  step('3/7 the pretrained base');
+  step('3/8 the pretrained base');
   const about = path.join(base, 'standin.json');
   if (!existsSync(about)) {
     process.stderr.write(`${path.relative(root, base)}: no standin.json, so not a committed stand-in; used as it is\n`);
@@ -128,31 +133,31 @@ runMain(async () => {
     );
   }
 
-  const aside = await claimRunDir(runs, base);
-  if (aside) process.stderr.write(`${path.relative(root, runs)} was trained on another base: moved to ${path.relative(root, aside)}; starting over\n`);
+  const aside = await claimRunDir(runs, base, new Date(), { preset, seed });
+  if (aside) process.stderr.write(`${path.relative(root, runs)} was trained on another base or world: moved to ${path.relative(root, aside)}; starting over\n`);
 
   if (!existsSync(path.join(runs, 'stage1'))) {
-    step('4/7 stage 1: LoRA with base + contrastive loss');
+    step('4/8 stage 1: LoRA with base + contrastive loss');
     runApp('train', ['--exp_name', 'stage1']);
   }
   if (!existsSync(path.join(runs, 'stage1-norefs'))) {
-    step('5/7 non-personalised baseline: the same training without references');
+    step('5/8 non-personalised baseline: the same training without references');
     runApp('train', ['--exp_name', 'stage1-norefs', '--ref_pair_num', '0']);
   }
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
-    step('6/7 stage 2: preference tokens on the stage-1 adapter');
+    step('6/8 stage 2: preference tokens on the stage-1 adapter');
     runApp('train2', ['--exp_name', 'stage2', '--max_steps', '20', '--lora_path', path.join(stage1, 'adapter')]);
   }
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');
 
-  step('7/7 evaluation on the test split');
+  step('7/8 evaluation on the test split');
   const BASE_LABEL = 'base (no LoRA)';
   const models = [
     { label: BASE_LABEL },
-    { label: 'stage 1 (LoRA)', adapter: path.join(stage1, 'adapter'), curve: true },
-    { label: 'stage 2 (+tokens)', adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
+    { label: STAGE1_LABEL, adapter: path.join(stage1, 'adapter'), curve: true },
+    { label: STAGE2_LABEL, adapter: path.join(stage1, 'adapter'), tokens: path.join(stage2, 'tokens') },
     { label: 'non-personalised', adapter: path.join(norefs, 'adapter'), reference_pairs: 0 },
   ];
   // What each step adds, measured on the same comparisons (paired), not by overlapping intervals.
@@ -163,5 +168,9 @@ runMain(async () => {
     ['stage 1 (LoRA)', 'nearest-reference'],
   ];
   runApp('eval', ['--exp_name', 'eval', '--set', `eval.models=${JSON.stringify(models)}`, '--set', `eval.paired=${JSON.stringify(paired)}`]);
+
+  step('8/8 similar users on the stage-2 model (mining)');
+  runApp('mine', ['--exp_name', 'mine', '--lora_path', path.join(stage1, 'adapter'), '--tokens_path', path.join(stage2, 'tokens'), '--split', 'test', '--k', '5', '--orders', '5']);
+  process.stderr.write(`\n${await demoSummary(path.join(runs, 'eval', 'results.json'), path.join(runs, 'mine', 'neighbours.json'))}`);
   process.stderr.write(`\ndemo finished in ${((Date.now() - started) / 60000).toFixed(1)} min; results in ${path.join(runs, 'eval')} (results.md, results.json, results.png)\n`);
 });

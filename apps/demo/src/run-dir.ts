@@ -1,14 +1,20 @@
 /**
- * The demo's run directory belongs to one base: `demo-base.json` records the base's weights, and
- * outputs trained on other weights are moved aside, never mixed with the current base's and never
- * deleted.
+ * The demo's run directory belongs to one base and one world: `demo-base.json` records the base's
+ * weights and the synthpick world (preset and seed) it was trained on, and outputs trained on other
+ * weights or another world are moved aside, never mixed with the current ones and never deleted.
  */
 import { createHash } from 'crypto';
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 
 export const RUN_RECORD = 'demo-base.json';
-const OUTPUTS = ['stage1', 'stage1-norefs', 'stage2', 'eval'];
+const OUTPUTS = ['stage1', 'stage1-norefs', 'stage2', 'eval', 'mine'];
+
+/** The synthetic world a run was trained on. */
+export interface RunWorld {
+  preset: string;
+  seed: number;
+}
 
 /**
  * What identifies a base's weights: the sha256 of its safetensors files (of name, size and mtime
@@ -28,20 +34,22 @@ export async function baseFingerprint(dir: string): Promise<string> {
 }
 
 /**
- * Make `runs` the run directory of the base in `base`. Returns where earlier outputs trained on
- * other (or unrecorded) weights were moved, or null when there were none.
+ * Make `runs` the run directory of the base in `base` (and, when given, of the world `world`).
+ * Returns where earlier outputs trained on other (or unrecorded) weights or another (or unrecorded)
+ * world were moved, or null when there were none.
  */
-export async function claimRunDir(runs: string, base: string, now: Date = new Date()): Promise<string | null> {
+export async function claimRunDir(runs: string, base: string, now: Date = new Date(), world?: RunWorld): Promise<string | null> {
   const weights = await baseFingerprint(base);
   const record = path.join(runs, RUN_RECORD);
-  const recorded = existsSync(record) ? (JSON.parse(await fs.readFile(record, 'utf8')) as { weights?: string }).weights : undefined;
+  const recorded = existsSync(record) ? (JSON.parse(await fs.readFile(record, 'utf8')) as { weights?: string; world?: RunWorld }) : {};
   const trained = OUTPUTS.some((d) => existsSync(path.join(runs, d)));
+  const sameWorld = !world || (recorded.world?.preset === world.preset && recorded.world?.seed === world.seed);
   let aside: string | null = null;
-  if (trained && recorded !== weights) {
+  if (trained && (recorded.weights !== weights || !sameWorld)) {
     aside = `${runs}.stale-${now.toISOString().replace(/[:.]/g, '-')}`;
     await fs.rename(runs, aside);
   }
   await fs.mkdir(runs, { recursive: true });
-  await fs.writeFile(record, JSON.stringify({ base, weights }, null, 2) + '\n');
+  await fs.writeFile(record, JSON.stringify(world ? { base, weights, world } : { base, weights }, null, 2) + '\n');
   return aside;
 }

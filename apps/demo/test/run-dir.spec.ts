@@ -42,6 +42,24 @@ describe('claimRunDir', () => {
     expect(JSON.parse(await fs.readFile(path.join(runs, RUN_RECORD), 'utf8')).weights).toBe(await baseFingerprint(base));
   });
 
+  it('moves aside outputs trained on another synthpick world (preset or seed), or on an unrecorded one', async () => {
+    const camps = { preset: 'camps-xl', seed: 42 };
+    // A record written before worlds were recorded names none: its outputs may belong to any world.
+    expect(await claimRunDir(runs, base)).toBeNull();
+    await fs.mkdir(path.join(runs, 'stage1'));
+    expect(await claimRunDir(runs, base)).toBeNull();
+    expect(await claimRunDir(runs, base, new Date('2026-12-03T22:00:00.000Z'), camps)).toBe(`${runs}.stale-2026-12-03T22-00-00-000Z`);
+    expect(JSON.parse(await fs.readFile(path.join(runs, RUN_RECORD), 'utf8')).world).toEqual(camps);
+    await fs.mkdir(path.join(runs, 'mine'));
+    expect(await claimRunDir(runs, base, new Date(), camps)).toBeNull();
+    expect(await fs.readdir(runs)).toContain('mine');
+    const aside = await claimRunDir(runs, base, new Date('2026-12-03T22:01:00.000Z'), { ...camps, seed: 43 });
+    expect(aside).toBe(`${runs}.stale-2026-12-03T22-01-00-000Z`);
+    expect(await fs.readdir(aside!)).toContain('mine');
+    await fs.mkdir(path.join(runs, 'eval'));
+    expect(await claimRunDir(runs, base, new Date('2026-12-03T22:02:00.000Z'), { ...camps, preset: 'camps-large', seed: 43 })).not.toBeNull();
+  });
+
   it('moves aside outputs that no record vouches for (runs made before the record existed)', async () => {
     await fs.mkdir(path.join(runs, 'eval'), { recursive: true });
     const aside = await claimRunDir(runs, base);

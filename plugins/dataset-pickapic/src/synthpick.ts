@@ -121,6 +121,11 @@ export const PRESETS = {
   camps: { ...BASE, users: 80, comparisonsPerUser: 24, clusters: 2, shards: 2, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
   /** The same world with three times the people: a test split of ~590 comparisons (the demo's longer run). */
   'camps-large': { ...BASE, users: 240, comparisonsPerUser: 24, clusters: 2, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
+  /**
+   * The same world with 3.6 times the people (288): a test split of ~640 comparisons, so that stage 1's
+   * paired interval against the base is at most 4 points wide on every seed (the demo since issue 19).
+   */
+  'camps-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 2, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 

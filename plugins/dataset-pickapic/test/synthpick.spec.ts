@@ -307,4 +307,11 @@ describe("the camps preset (the embedded demo's world)", () => {
     expect(rest).toEqual(rest0);
     expect([users, shards, u0, s0]).toEqual([240, 4, 80, 2]);
   });
+
+  it('camps-xl (the demo since issue 19) is the same world with 288 people', () => {
+    const { users, ...rest } = PRESETS['camps-xl'];
+    const { users: u0, ...rest0 } = PRESETS['camps-large'];
+    expect(rest).toEqual(rest0);
+    expect([users, u0]).toEqual([288, 240]);
+  });
 });
