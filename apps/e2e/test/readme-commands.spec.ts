@@ -88,7 +88,9 @@ export const RULES: Rule[] = [
   { match: /^npx nx graph --file=\S+$/ },
   { match: /^node tools\/scripts\/run-ts\.js plugins\/dataset-pickapic\/src\/cli\.ts /, timeoutMs: 300_000 },
   { match: /^node tools\/scripts\/run-ts\.js plugins\/dataset-pickapic\/bench\/ceilings\.ts/ },
-  { match: /^npm run bench\b/, skip: 'a benchmark measures for minutes by design (its targets are speed, not behaviour); run by hand, its numbers are in this README. The code it measures is tested by the packages own suites' },
+  // Quick mode: every section at its smallest size (tiny preset, one repetition), no bench-results.json
+  // written; USERPREF_TORCH_PYTHON is ignored there, so no PyTorch is needed.
+  { match: /^npm run bench\b/, env: { USERPREF_BENCH_QUICK: '1' }, timeoutMs: 600_000 },
   { match: /^tensorboard /, skip: 'TensorBoard is a separate Python tool; packages/training/test/tensorboard.spec.ts checks the event files it reads' },
 ];
 

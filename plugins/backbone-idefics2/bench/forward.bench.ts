@@ -156,7 +156,7 @@ export interface BackboneBenchResult {
   backends: string[];
   loadAverage: number[];
   rows: BackboneBenchRow[];
-  /** The PyTorch like-for-like (tools/bench/torch_step.py), when USERPREF_TORCH_PYTHON names a Python with torch. */
+  /** The PyTorch like-for-like (bench/torch_step.py), when USERPREF_TORCH_PYTHON names a Python with torch. */
   torch?: TorchBenchResult | { skipped: string };
 }
 
@@ -183,6 +183,8 @@ export interface BackboneBenchOptions {
   backends?: BackendName[];
   /** Python with torch + transformers + peft for the like-for-like (default env USERPREF_TORCH_PYTHON). */
   torchPython?: string;
+  /** Only these (vision cache, shared prefix) rows per backend (default all four; `npm run bench --quick` takes the default one). */
+  rows?: Array<{ visionCache: boolean; sharedPrefix: boolean }>;
 }
 
 interface RowRequest {
@@ -309,6 +311,7 @@ export async function benchBackbone(options: BackboneBenchOptions = {}): Promise
     for (const backend of backends) {
       for (const visionCache of [false, true]) {
         for (const sharedPrefix of [false, true]) {
+          if (options.rows && !options.rows.some((r) => r.visionCache === visionCache && r.sharedPrefix === sharedPrefix)) continue;
           const req: RowRequest = {
             backend,
             dir,
@@ -326,7 +329,7 @@ export async function benchBackbone(options: BackboneBenchOptions = {}): Promise
     }
     let torch: BackboneBenchResult['torch'];
     if (torchPython) {
-      const script = path.join(__dirname, '..', '..', '..', 'tools', 'bench', 'torch_step.py');
+      const script = path.join(__dirname, '..', '..', '..', 'bench', 'torch_step.py');
       // Passive OpenMP waits: with active ones, PyTorch's 2 threads spin on barriers and run ~30x
       // slower whenever other jobs share the cores (measured here at load average 13-20).
       const r = spawnSync(torchPython, [script, '--request', torchRequest], { encoding: 'utf8', maxBuffer: 16 << 20, env: { OMP_WAIT_POLICY: 'PASSIVE', ...process.env } });

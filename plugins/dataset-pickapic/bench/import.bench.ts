@@ -12,7 +12,7 @@
  *
  * The paper's release format (pandas pickles) cannot be written without pandas, so pickles are
  * measured only when given: `pickles` (USERPREF_BENCH_PICKLES in `npm run bench`, paths separated
- * by ':'), e.g. the release's own files or one made by tools/bench/make_release_pickle.py.
+ * by ':'), e.g. the release's own files or one made by bench/make_release_pickle.py.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -22,7 +22,7 @@ import { memoryLogger, Rng } from '@userpref/core';
 import { encodeRgb } from '../src/images';
 import { importDataset } from '../src/import';
 import { ParquetFileWriter } from '../src/parquet-io';
-import { PICKAPIC_WRITE_COLUMNS, PRESETS, generateSynthpick, pickapicRow, renderImage, simulateSynthpick, toColumns } from '../src/synthpick';
+import { PICKAPIC_WRITE_COLUMNS, PRESETS, generateSynthpick, pickapicRow, renderImage, simulateSynthpick, toColumns, type SynthpickPreset } from '../src/synthpick';
 
 export interface ImportMeasurement {
   readonly label: string;
@@ -49,6 +49,10 @@ export interface ImportBenchOptions {
   log?: (line: string) => void;
   /** Release-format pickles (bench_*_w_bad*.pkl) to import and measure as well. */
   pickles?: string[];
+  /** The synthpick preset measured first (default `default`; `npm run bench --quick` takes `tiny`). */
+  synthPreset?: SynthpickPreset;
+  /** Images in the big files' pool (default 96; each a 512x512 noisy PNG). */
+  poolSize?: number;
 }
 
 const RUN_TS = path.resolve(__dirname, '../../../tools/scripts/run-ts.js');
@@ -90,11 +94,11 @@ function measureInChild(label: string, from: string, out: string): ImportMeasure
  * Writes a Pick-a-Pic-shaped file of about `bytes`: rows cycle through the default synthpick
  * comparisons, each image taken from a pool of 512x512 PNGs with pixel noise (~0.5 MB each).
  */
-export async function writeBigPickapicFile(file: string, bytes: number, log: (s: string) => void = () => {}): Promise<{ rows: number; bytes: number }> {
+export async function writeBigPickapicFile(file: string, bytes: number, log: (s: string) => void = () => {}, poolSize = 96): Promise<{ rows: number; bytes: number }> {
   const sim = simulateSynthpick(PRESETS.default, 7);
   const rng = Rng.stream(7, 'bench/pool');
   const pool: Uint8Array[] = [];
-  for (let k = 0; k < 96; k++) {
+  for (let k = 0; k < poolSize; k++) {
     const c = sim.comparisons[k];
     const img = renderImage(c.image0, 512);
     for (let i = 0; i < img.data.length; i++) img.data[i] = Math.max(0, Math.min(255, img.data[i] + rng.int(17) - 8));
@@ -124,16 +128,17 @@ export async function runImportBench(opts: ImportBenchOptions = {}): Promise<Imp
   const bigGb = opts.bigGb ?? 2;
   const measurements: ImportMeasurement[] = [];
   try {
-    const synth = path.join(work, 'synthpick-default');
+    const synthPreset = opts.synthPreset ?? 'default';
+    const synth = path.join(work, `synthpick-${synthPreset}`);
     const t0 = Date.now();
-    await generateSynthpick({ preset: 'default', seed: 42, outDir: synth });
-    log(`synthpick default generated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    measurements.push(measureInChild('synthpick default', synth, path.join(work, 'out-synth')));
+    await generateSynthpick({ preset: synthPreset, seed: 42, outDir: synth });
+    log(`synthpick ${synthPreset} generated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    measurements.push(measureInChild(`synthpick ${synthPreset}`, synth, path.join(work, 'out-synth')));
     log(JSON.stringify(measurements.at(-1)));
     for (const gb of [bigGb / 4, bigGb]) {
       const file = path.join(work, `train-big-${gb}gb.parquet`); // "train-": the import keeps the split its name says
       const t1 = Date.now();
-      const w = await writeBigPickapicFile(file, gb * 1e9 * 1.02, log);
+      const w = await writeBigPickapicFile(file, gb * 1e9 * 1.02, log, opts.poolSize);
       log(`wrote ${file}: ${w.rows} rows, ${(w.bytes / 1e9).toFixed(2)} GB in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
       const out = path.join(work, `out-${gb}`);
       measurements.push(measureInChild(`pickapic-shaped ${(w.bytes / 1e9).toFixed(2)} GB`, file, out));

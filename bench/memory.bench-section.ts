@@ -10,9 +10,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
-import { PackedMatrix } from '../../packages/quant/src';
-import { predictTrainingStep, type MemoryOptions, type ModelShape, type Workload } from '../../packages/memory-model/src';
+import { PackedMatrix } from '@userpref/quant';
+import { predictTrainingStep, type MemoryOptions, type ModelShape, type Workload } from '@userpref/memory-model';
 import { registerSection } from './main';
+import { benchQuick } from './quick';
 
 /**
  * HuggingFaceM4/idefics2-8b's config.json as parseIdefics2Config reads it (vision 1152 x 27,
@@ -54,10 +55,12 @@ registerSection({
   name: 'quant',
   run: async () => {
     await initRuntime({ device: 'cpu' });
-    const layers: Array<[string, number, number]> = [
-      ['text q|k|v (4096 -> 6144)', 4096, 6144],
-      ['text down_proj (14336 -> 4096)', 14336, 4096],
-    ];
+    const layers: Array<[string, number, number]> = benchQuick()
+      ? [['quick: 256 -> 384', 256, 384]]
+      : [
+          ['text q|k|v (4096 -> 6144)', 4096, 6144],
+          ['text down_proj (14336 -> 4096)', 14336, 4096],
+        ];
     const rows = [];
     for (const [name, inF, out] of layers) {
       const n = inF * out;
@@ -125,14 +128,16 @@ registerSection({
   name: 'memory-step',
   run: async () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { BufferMeter } = require('../../packages/memory-model/src') as typeof import('../../packages/memory-model/src');
+    const { BufferMeter } = require('@userpref/memory-model') as typeof import('@userpref/memory-model');
     BufferMeter.install();
     await initRuntime({ device: 'cpu' });
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const step = require('../../packages/memory-model/test/step') as typeof import('../../packages/memory-model/test/step');
+    const step = require('../plugins/backbone-idefics2/test/memory-model/step') as typeof import('../plugins/backbone-idefics2/test/memory-model/step');
     const rows = [];
     console.log(`one training micro-step (batch 1, 8 reference pairs, LoRA r 8, dropout 0.1) on ${tf.getBackend()}; peak = live tensor buffers (tf.memory().numBytes in brackets), predicted = the memory model`);
-    for (const preset of ['tiny', 'small'] as const) {
+    // Quick: tiny only, one measured step after the warm-up.
+    const repeats = benchQuick() ? 0 : 2;
+    for (const preset of benchQuick() ? (['tiny'] as const) : (['tiny', 'small'] as const)) {
       const dir = await step.writePreset(preset);
       const batch = [step.example('u0', 8, 1, 48)];
       let ref: Float32Array | null = null;
@@ -144,12 +149,12 @@ registerSection({
           const times: number[] = [];
           let m = await step.measureStep(b, batch);
           times.push(m.ms);
-          for (let i = 0; i < 2; i++) {
+          for (let i = 0; i < repeats; i++) {
             const again = await step.measureStep(b, batch);
             times.push(again.ms);
             if (again.peak > m.peak) m = again;
           }
-          const ms = times.sort((x, y) => x - y)[1];
+          const ms = times.sort((x, y) => x - y)[Math.floor(times.length / 2)];
           const o: MemoryOptions = { baseBits, checkpoint: checkpointing, lora: { r: 8, alpha: 8, dropout: 0.1 }, attention: tf.getBackend() === 'wasm' ? 'per-head' : 'batched' };
           const pred = predictTrainingStep(b.idefics2.config, m.workload, o);
           // logits of the same batch in evaluation, against the float32 base

@@ -1,13 +1,14 @@
 /** `npm run bench -- forward`: forward / training-step throughput of the IDEFICS2 backbone. */
-import { benchBackbone, benchForward, type BackboneBenchRow } from '../../plugins/backbone-idefics2/bench/forward.bench';
+import { availableBackends, benchBackbone, benchForward, type BackboneBenchRow } from '../plugins/backbone-idefics2/bench/forward.bench';
 import { registerSection } from './main';
+import { benchQuick } from './quick';
 
 registerSection({
   name: 'forward',
   run: async () => {
     const rows = [];
-    for (const preset of ['tiny', 'small'] as const) {
-      const r = await benchForward(preset);
+    for (const preset of benchQuick() ? (['tiny'] as const) : (['tiny', 'small'] as const)) {
+      const r = await benchForward(preset, benchQuick() ? 1 : 3);
       console.log(`${preset}: ${r.parameters} params, ${r.tokensPerSequence} tokens/seq; vision ${r.visionMsPerImage.toFixed(1)} ms/image; forward ${r.forwardMs.toFixed(0)} ms (${r.forwardTokensPerSecond.toFixed(0)} tok/s); train step ${r.trainStepMs.toFixed(0)} ms (${r.trainTokensPerSecond.toFixed(0)} tok/s); peak RSS ${r.peakRssMb.toFixed(0)} MB`);
       rows.push(r);
     }
@@ -18,9 +19,14 @@ registerSection({
 registerSection({
   name: 'train',
   run: async () => {
-    const r = await benchBackbone({ preset: 'small' });
+    // Quick: the tiny preset, one example each way, the default row on the first backend that loads, no PyTorch.
+    const r = await benchBackbone(
+      benchQuick()
+        ? { preset: 'tiny', trainExamples: 1, evalExamples: 1, evalBatch: 1, backends: [availableBackends()[0]], rows: [{ visionCache: true, sharedPrefix: true }], torchPython: '' }
+        : { preset: 'small' },
+    );
     const tokens = r.rows[0]?.tokensPerSequence;
-    console.log(`small preset, 8 reference pairs (${tokens} tokens per sequence), backends ${r.backends.join(', ')}, load average ${r.loadAverage.map((x) => x.toFixed(1)).join(' ')}`);
+    console.log(`${r.preset} preset, 8 reference pairs (${tokens} tokens per sequence), backends ${r.backends.join(', ')}, load average ${r.loadAverage.map((x) => x.toFixed(1)).join(' ')}`);
     const cell = (row: BackboneBenchRow | undefined) =>
       row ? `${row.trainMsPerExample.toFixed(0).padStart(6)} ms ${row.evalPairsPerSecond.toFixed(2).padStart(6)} pairs/s` : ''.padEnd(24);
     console.log(`${'vision cache  shared prefix'.padEnd(28)}${r.backends.map((b) => `| ${b.padEnd(23)}`).join('')}`);

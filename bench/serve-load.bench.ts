@@ -1,5 +1,5 @@
 /**
- * A bounded load run of the ranking service on loopback: the `small` random IDEFICS2 served
+ * A bounded load run of the ranking service on loopback: the `small` (by default) random IDEFICS2 served
  * in-process on 127.0.0.1 (any free port), `clients` concurrent clients send `requests` JSON
  * requests (4 reference pairs, 8 candidates, base64 PNGs), then the server is closed. The queue
  * holds every client, so a healthy run has zero errors. Prints p50 / p99 latency and throughput.
@@ -8,7 +8,7 @@ import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
-import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
+import { Idefics2Backbone, writeIdefics2Checkpoint, type PresetName } from '@userpref/backbone-idefics2';
 import { initRuntime, runtimeInfo } from '@userpref/runtime';
 import { createRankServer, runLoad, type LoadResult } from '@userpref/ranking-server';
 
@@ -25,13 +25,15 @@ async function png(seed: number): Promise<string> {
 }
 
 export interface LoadBenchResult extends LoadResult {
+  preset: PresetName;
   clients: number;
   referencePairs: number;
   candidates: number;
   backend: string;
 }
 
-export async function benchServeLoad(o: { clients?: number; requests?: number; referencePairs?: number; candidates?: number } = {}): Promise<LoadBenchResult> {
+export async function benchServeLoad(o: { preset?: PresetName; clients?: number; requests?: number; referencePairs?: number; candidates?: number } = {}): Promise<LoadBenchResult> {
+  const preset = o.preset ?? 'small';
   const clients = o.clients ?? 4;
   const requests = o.requests ?? 24;
   const pairs = o.referencePairs ?? 4;
@@ -39,7 +41,7 @@ export async function benchServeLoad(o: { clients?: number; requests?: number; r
   await initRuntime({ device: 'cpu' });
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-serve-'));
   try {
-    await writeIdefics2Checkpoint({ preset: 'small', outDir: dir, seed: 0 });
+    await writeIdefics2Checkpoint({ preset, outDir: dir, seed: 0 });
     const backbone = new Idefics2Backbone({ path: dir, usePrompt: true, maxPromptLen: 100 }, { seed: 0, baseDir: dir });
     await backbone.init();
     const backend = runtimeInfo()?.backend ?? 'unknown';
@@ -55,7 +57,7 @@ export async function benchServeLoad(o: { clients?: number; requests?: number; r
       // One request first: vision-tower outputs cached, kernels warm.
       await runLoad({ url: `${url}/v1/rank`, body, contentType: 'application/json', clients: 1, requests: 1 });
       const r = await runLoad({ url: `${url}/v1/rank`, body, contentType: 'application/json', clients, requests });
-      return { ...r, clients, referencePairs: pairs, candidates: n, backend };
+      return { ...r, preset, clients, referencePairs: pairs, candidates: n, backend };
     } finally {
       await server.close();
       backbone.dispose();

@@ -6,8 +6,8 @@ real pandas: 16 reference pairs per row, random-noise JPEGs (~110 KB) drawn from
 each cell its own bytes object so pandas writes every image out (identical objects would be
 memoised once). Measuring it (the TypeScript side needs no Python):
 
-    python tools/bench/make_release_pickle.py --out /tmp/bench_train_w_bad_split_0.pkl --gb 2.3
-    USERPREF_BENCH_PICKLES=/tmp/bench_train_w_bad_split_0.pkl npm run bench -- import
+    python bench/make_release_pickle.py --out data/bench_train_w_bad_split_0.pkl --gb 2.3
+    USERPREF_BENCH_PICKLES=data/bench_train_w_bad_split_0.pkl npm run bench -- import
 
 Needs numpy, pandas and pillow.
 """

@@ -6,8 +6,8 @@ full sequences (liked and disliked target), each re-encoding its 17 images throu
 tower; transformers' Idefics2ForConditionalGeneration (sdpa attention) with PEFT LoRA as the paper
 configures it (r 8, alpha 8, dropout 0.1, the paper's target regex), float32.
 
-    python tools/bench/torch_step.py --request REQUEST.json
-REQUEST.json (written by tools/bench/model.bench-section.ts): {"checkpoint": dir, "inputIds": [T],
+    python bench/torch_step.py --request REQUEST.json
+REQUEST.json (written by bench/model.bench-section.ts): {"checkpoint": dir, "inputIds": [T],
 "images": 17, "imageSize": S, "readout": id, "trainExamples": n, "evalExamples": m, "evalBatch": k,
 "threads": t}. Prints one JSON line: trainMsPerExample, evalPairsPerSecond (wall and CPU).
 """

@@ -1,5 +1,5 @@
 /**
- * Ranking N candidates for one person on the `small` random IDEFICS2 (8 reference pairs with
+ * Ranking N candidates for one person on the `small` (by default) random IDEFICS2 (8 reference pairs with
  * ~100-character prompts, ~1.8k history tokens), ms per candidate at each N:
  *
  * - history once: rankCandidates with the backbone's history session (the history's key-value
@@ -17,9 +17,9 @@
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Idefics2Backbone, writeIdefics2Checkpoint } from '@userpref/backbone-idefics2';
+import { Idefics2Backbone, writeIdefics2Checkpoint, type PresetName } from '@userpref/backbone-idefics2';
 import { initRuntime, runtimeInfo } from '@userpref/runtime';
-import { benchExample, benchImage, benchPrompt } from '../../plugins/backbone-idefics2/bench/examples';
+import { benchExample, benchImage, benchPrompt } from '../plugins/backbone-idefics2/bench/examples';
 import { rankCandidates, type RankCandidate } from '@userpref/ranking';
 
 export interface RankBenchRow {
@@ -31,7 +31,7 @@ export interface RankBenchRow {
 }
 
 export interface RankBenchResult {
-  preset: 'small';
+  preset: PresetName;
   backend: string;
   referencePairs: number;
   loadAverage: number[];
@@ -40,11 +40,11 @@ export interface RankBenchResult {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-export async function benchRank(counts: number[] = [1, 8, 32], repeats = 3): Promise<RankBenchResult> {
+export async function benchRank(counts: number[] = [1, 8, 32], repeats = 3, preset: PresetName = 'small'): Promise<RankBenchResult> {
   await initRuntime({ device: 'cpu' });
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-rank-'));
   try {
-    await writeIdefics2Checkpoint({ preset: 'small', outDir: dir, seed: 0 });
+    await writeIdefics2Checkpoint({ preset, outDir: dir, seed: 0 });
     const backbone = new Idefics2Backbone({ path: dir, usePrompt: true, maxPromptLen: 100 }, { seed: 0, baseDir: dir });
     await backbone.init();
     const history = { references: benchExample(0, 8).references };
@@ -79,7 +79,7 @@ export async function benchRank(counts: number[] = [1, 8, 32], repeats = 3): Pro
       rows.push(row);
     }
     backbone.dispose();
-    return { preset: 'small', backend: runtimeInfo()?.backend ?? 'unknown', referencePairs: 8, loadAverage: os.loadavg(), rows };
+    return { preset, backend: runtimeInfo()?.backend ?? 'unknown', referencePairs: 8, loadAverage: os.loadavg(), rows };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -21,25 +21,26 @@ require('@tensorflow/tfjs');
 require('@tensorflow/tfjs-backend-wasm');
 const patch = process.argv[1] === 'patched';
 (async () => {
-  if (patch) require(${JSON.stringify(path.join(__dirname, '..', '..', 'packages', 'runtime', 'src', 'wasm-kernels.ts'))}).patchWasmBackend();
+  if (patch) require(${JSON.stringify(path.join(__dirname, '..', 'packages', 'runtime', 'src', 'wasm-kernels.ts'))}).patchWasmBackend();
   await tf.setBackend('wasm'); await tf.ready();
   const n = Number(process.argv[2]);
   const a = tf.randomNormal([n, n], 0, 1, 'float32', 1), b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
   const g = tf.grads((x, y) => tf.sum(tf.matMul(x, y)));
   const time = (f, reps) => { f(); const t0 = process.hrtime.bigint(); for (let i = 0; i < reps; i++) f(); return Number(process.hrtime.bigint() - t0) / 1e6 / reps; };
-  const grad = time(() => tf.tidy(() => g([a, b]).forEach((t) => t.dataSync())), 5);
+  const reps = Number(process.argv[3]);
+  const grad = time(() => tf.tidy(() => g([a, b]).forEach((t) => t.dataSync())), reps);
   // dataSync outside tidy: tidy walks a returned typed array element by element.
-  const fwd = time(() => { const c = tf.matMul(a, b); c.dataSync(); c.dispose(); }, 5);
+  const fwd = time(() => { const c = tf.matMul(a, b); c.dataSync(); c.dispose(); }, reps);
   process.stdout.write(JSON.stringify({ grad, fwd }));
 })();
 `;
 
-export function benchWasmMatMul(size = 512): MatMulBench {
+export function benchWasmMatMul(size = 512, reps = 5): MatMulBench {
   const run = (mode: string) => {
-    const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', CHILD, mode, String(size)], {
+    const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', CHILD, mode, String(size), String(reps)], {
       encoding: 'utf8',
-      cwd: path.join(__dirname, '..', '..'),
-      env: { ...process.env, TS_NODE_PROJECT: path.join(__dirname, '..', '..', 'tsconfig.base.json') },
+      cwd: path.join(__dirname, '..'),
+      env: { ...process.env, TS_NODE_PROJECT: path.join(__dirname, '..', 'tsconfig.base.json') },
     });
     if (r.status !== 0) throw new Error(`matmul bench child failed: ${r.stderr}`);
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as { grad: number; fwd: number };
