@@ -39,7 +39,7 @@ export const userprefPlugin = definePlugin('@userpref/scorer-clip', [
     kind: 'scorer',
     name: 'hps',
     description:
-      "HPS v2 / v2.1 (Wu et al. 2023): an open_clip ViT-H-14 fine-tuned on human preferences, converted to this layout by tools/goldens/convert_open_clip_to_hf.py; HPS's score is the plain cosine of the normalised features, so logitScale defaults to 1.",
+      "HPS v2 / v2.1 (Wu et al. 2023): an open_clip ViT-H-14 fine-tuned on human preferences, converted to this layout by goldens/convert_open_clip_to_hf.py; HPS's score is the plain cosine of the normalised features, so logitScale defaults to 1.",
     optionsSchema: clipScoreSchema('HPS v2 (converted)', "1: HPS's score is the plain cosine", 1),
     create: (o, { run }) => clipScore(o, run),
   }),
