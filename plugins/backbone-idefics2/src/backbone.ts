@@ -25,15 +25,39 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { requirePath, type Backbone, type CandidateReadout, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext as CoreRunContext } from '@userpref/core';
-import { LoraAdapter } from './lora/adapter';
-import { PAPER_TARGET_MODULES, type LoraInit, type LoraSettings } from './lora/lora';
-import type { AttentionSegment } from './model/attention';
+import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext as CoreRunContext } from '@userpref/core';
+import {
+  EVAL,
+  LoraAdapter,
+  UniqueImages,
+  VisionCache,
+  historyLength,
+  historySession,
+  loadAttachedAdapter,
+  meanOverPatches,
+  padRows,
+  pickTurnLogits,
+  prefixTokens,
+  prefixTurnsLayout,
+  readCandidates,
+  rowContext,
+  runAfterPrefix,
+  runPrefix,
+  saveAttachedAdapter,
+  takeRows,
+  targetImages,
+  textForwardPacked,
+  visionTowerTensors,
+  type LoraInit,
+  type LoraSettings,
+  type PrefixKv,
+  type ReadAt,
+  type RunContext,
+  type VisionCacheStats,
+  type VisionEntry,
+} from '@userpref/mllm';
+import { PAPER_TARGET_MODULES } from './lora';
 import { Idefics2Model } from './model/idefics2';
-import { EVAL, type RunContext } from './model/linear';
-import { runAfterPrefix, runPrefix, type PrefixKv } from './model/prefix-kv';
-import { rowContext, textForwardPacked } from './model/text';
-import { VisionCache, type VisionCacheStats, type VisionEntry } from './model/vision-cache';
 import { Idefics2Processor } from './processor';
 import { Idefics2AttentionProbe } from './probe/probe';
 import { processImage } from './processor/image';
@@ -133,34 +157,6 @@ class Idefics2PreparedBatch implements PreparedBatch {
   }
 }
 
-/** Rows `indices` of t [n, ...] (slices of consecutive runs; a gather only for scattered indices). */
-function takeRows<T extends tf.Tensor>(t: T, indices: ArrayLike<number>): T {
-  const runs: Array<[number, number]> = [];
-  for (let i = 0; i < indices.length; ) {
-    let j = i + 1;
-    while (j < indices.length && indices[j] === indices[i] + (j - i)) j++;
-    runs.push([indices[i], j - i]);
-    i = j;
-  }
-  if (runs.length === 1 && runs[0][0] === 0 && runs[0][1] === t.shape[0]) return t;
-  if (runs.length > 8) return tf.gather(t, tf.tensor1d(Array.from(indices), 'int32')) as T;
-  const rest = t.shape.slice(1).map(() => -1);
-  const parts = runs.map(([start, len]) => tf.slice(t, [start, ...rest.map(() => 0)], [len, ...rest]));
-  return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as T;
-}
-
-/** Right-pads rows of ids into [rows * len] with `pad`, plus the 0/1 mask. */
-function padRows(rows: readonly Int32Array[], pad: number): { ids: Int32Array; mask: Uint8Array; len: number } {
-  const len = Math.max(...rows.map((r) => r.length));
-  const ids = new Int32Array(rows.length * len).fill(pad);
-  const mask = new Uint8Array(rows.length * len);
-  rows.forEach((r, b) => {
-    ids.set(r, b * len);
-    mask.fill(1, b * len, b * len + r.length);
-  });
-  return { ids, mask, len };
-}
-
 /** Candidates scored per forward by a history session (bounds the rows of one packed forward). */
 const HISTORY_CHUNK = 16;
 
@@ -256,29 +252,7 @@ export class Idefics2Backbone implements Backbone {
 
   /** The tensors the vision tower's output depends on (weights and any LoRA on its modules). */
   private visionTensors(): Array<[string, tf.Tensor]> {
-    const v = this.m.params.vision;
-    const out: Array<[string, tf.Tensor]> = [
-      ['patch_w', v.patchW],
-      ['patch_b', v.patchB],
-      ['pos_emb', v.posEmb],
-    ];
-    const norm = (name: string, n: { w: tf.Tensor; b?: tf.Tensor }) => {
-      out.push([`${name}.w`, n.w]);
-      if (n.b) out.push([`${name}.b`, n.b]);
-    };
-    v.layers.forEach((l, i) => {
-      norm(`${i}.ln1`, l.ln1);
-      norm(`${i}.ln2`, l.ln2);
-      for (const [name, lin] of [['qkv', l.qkv], ['out', l.out], ['fc1', l.fc1], ['fc2', l.fc2]] as const) {
-        lin.weightTensors().forEach((t, k) => out.push([`${i}.${name}.w${k || ''}`, t]));
-        if (lin.b) out.push([`${i}.${name}.b`, lin.b]);
-        for (const p of lin.parts) {
-          if (p.lora) out.push([`${p.name}.lora_a`, p.lora.a], [`${p.name}.lora_b`, p.lora.b]);
-        }
-      }
-    });
-    norm('post', v.post);
-    return out;
+    return visionTowerTensors(this.m.params.vision);
   }
 
   private get visionCache(): VisionCache {
@@ -320,12 +294,8 @@ export class Idefics2Backbone implements Backbone {
     const encodings = batch.map((ex) => p.encodeExample(ex));
     const collated = p.collate(encodings);
     const T = collated.seqLen;
-    const unique = new Map<string, { index: number; image: PreferenceImage }>();
-    const indexOf = (img: PreferenceImage) => {
-      let u = unique.get(img.id);
-      if (!u) unique.set(img.id, (u = { index: unique.size, image: img }));
-      return u.index;
-    };
+    const unique = new UniqueImages();
+    const indexOf = (img: PreferenceImage) => unique.indexOf(img);
     // Unique-image index of every image slot, in the order the image tokens appear in the 2B
     // sequences (liked rows first, then disliked rows): the order the features are merged in.
     const liked: number[] = [];
@@ -344,8 +314,7 @@ export class Idefics2Backbone implements Backbone {
     const suffixRows: Int32Array[] = [];
     batch.forEach((ex, b) => {
       const enc = encodings[b];
-      const likedImage = ex.target.label0 >= 0.5 ? ex.target.image0 : ex.target.image1;
-      const dislikedImage = ex.target.label0 >= 0.5 ? ex.target.image1 : ex.target.image0;
+      const { liked: likedImage, disliked: dislikedImage } = targetImages(ex.target);
       const refs: number[] = [];
       for (const slot of enc.imageSlots) {
         liked.push(indexOf(slot.image === 'target' ? likedImage : slot.image));
@@ -372,7 +341,7 @@ export class Idefics2Backbone implements Backbone {
       suffixRows.push(enc.inputIds.subarray(targetStart));
     });
     const visions: VisionEntry[] = [];
-    for (const { image } of unique.values()) visions.push(await this.vision(image));
+    for (const image of unique.images()) visions.push(await this.vision(image));
     const dv = this.m.config.vision.hiddenSize;
     const pMax = Math.max(...visions.map((v) => v.patches));
     const contextValid = new Uint8Array(visions.length * pMax);
@@ -413,12 +382,7 @@ export class Idefics2Backbone implements Backbone {
 
   /** The prefix provider's embeddings for the examples' history means (shape checked). */
   private prefixTokens(historyWeights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
-    const d = this.m.config.text.hiddenSize;
-    const T = embeds.shape[1];
-    const historyMean = tf.reshape(tf.matMul(tf.tensor3d(historyWeights, [B, 1, T]), embeds), [B, d]) as tf.Tensor2D;
-    const out = this.prefix!.prefix({ historyMean });
-    if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
-    return out;
+    return prefixTokens(this.prefix!, historyWeights, embeds, B);
   }
 
   /** Two complete sequences per example (the reference path for the shared prefix). */
@@ -505,37 +469,27 @@ export class Idefics2Backbone implements Backbone {
       // its examples. (Per group rather than the whole batch: on wasm every row slice copies its
       // whole source tensor, so one big packed matrix would cost O(batch^2) in slicing.)
       const take = (t: tf.Tensor3D, r: number, len: number) => tf.reshape(t.shape[0] === 1 && t.shape[1] === len ? t : tf.slice(t, [r, 0, 0], [1, len, d]), [len, d]) as tf.Tensor2D;
-      const rowOf: Array<{ liked: [number, number]; disliked: [number, number] }> = [];
+      const rowOf: ReadAt = [];
       const groupLogits: tf.Tensor2D[] = [];
       for (let u = 0; u < Up; u++) {
         const members = [...Array(B).keys()].filter((b) => s.prefixOf[b] === u);
         const len = P + s.prefixLengths[u];
         const pieces: tf.Tensor2D[] = [take(prefixEmb, u, len)];
-        const positions: number[] = Array.from({ length: len }, (_, t) => t);
-        const segments: AttentionSegment[] = [{ query: { start: 0, len }, keys: [{ start: 0, len }], causalOffset: 0 }];
-        const readRows: number[] = [];
-        let row = len;
-        for (const which of [0, 1]) {
+        const turns: number[] = [];
+        for (const which of ['liked', 'disliked'] as const) {
           for (const b of members) {
             const sl = s.suffixLengths[b];
-            pieces.push(take(suf, which * B + b, sl));
-            for (let t = 0; t < sl; t++) positions.push(len + t);
-            segments.push({ query: { start: row, len: sl }, keys: [{ start: 0, len }, { start: row, len: sl }], causalOffset: len });
-            const r = readRows.push(row + sl - 1) - 1;
+            pieces.push(take(suf, (which === 'liked' ? 0 : B) + b, sl));
             rowOf[b] ??= { liked: [0, 0], disliked: [0, 0] };
-            rowOf[b][which === 0 ? 'liked' : 'disliked'] = [u, r];
-            row += sl;
+            rowOf[b][which] = [u, turns.push(sl) - 1];
           }
         }
+        const layout = prefixTurnsLayout(len, turns);
         const packed = tf.concat(pieces, 0) as tf.Tensor2D;
-        groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, positions, segments, readRows }, { ctx: rowContext(ctx, u) }).logits);
+        groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, ...layout }, { ctx: rowContext(ctx, u) }).logits);
       }
-      const pick = (which: 'liked' | 'disliked') => {
-        if (Up === 1 && B === 1) return tf.slice(groupLogits[0], [which === 'liked' ? 0 : 1, 0], [1, -1]) as tf.Tensor2D;
-        return tf.concat(rowOf.map((r) => tf.slice(groupLogits[r[which][0]], [r[which][1], 0], [1, -1])), 0) as tf.Tensor2D;
-      };
-      const liked = pick('liked');
-      const disliked = pick('disliked');
+      const liked = pickTurnLogits(groupLogits, rowOf, 'liked');
+      const disliked = pickTurnLogits(groupLogits, rowOf, 'disliked');
       return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
     });
   }
@@ -580,49 +534,36 @@ export class Idefics2Backbone implements Backbone {
     } finally {
       refContext?.context.dispose();
     }
-    let kv: PrefixKv | null;
+    let kv: PrefixKv;
     try {
       kv = runPrefix(m.params, m.config, embeds);
     } finally {
       embeds.dispose();
     }
     const readout = p.readout;
-    const score = async (prompt: string, candidates: readonly PreferenceImage[]): Promise<CandidateReadout[]> => {
+    return historySession(kv, HISTORY_CHUNK, 'idefics2', (prompt) => {
       const enc = encode(prompt);
       if (enc.start !== prefixIds.length || enc.ids.subarray(0, enc.start).some((id, i) => id !== prefixIds[i])) {
         throw new Error('backbone idefics2: the history encodes differently with this prompt; its prefix cannot be reused');
       }
       const suffix = enc.ids.slice(enc.start);
       const sl = suffix.length;
-      const out: CandidateReadout[] = [];
-      for (let c0 = 0; c0 < candidates.length; c0 += HISTORY_CHUNK) {
-        const chunk = candidates.slice(c0, c0 + HISTORY_CHUNK);
+      return async (state, chunk) => {
         const ctx = await this.visionContext(chunk);
-        if (!kv) throw new Error('backbone idefics2: this history session is disposed');
-        const state = kv;
-        const z = tf.tidy(() => {
-          const feats = m.connector(ctx.context, ctx.valid, EVAL);
-          const n = chunk.length;
-          const ids = new Int32Array(n * sl);
-          for (let i = 0; i < n; i++) ids.set(suffix, i * sl);
-          const rows = tf.reshape(m.embed(ids, n, sl, feats).embeds, [n * sl, d]) as tf.Tensor2D;
-          const logits = runAfterPrefix(m.params, m.config, state, rows, Array<number>(n).fill(sl));
-          return tf.gather(logits, tf.tensor1d([readout.positive, readout.negative], 'int32'), 1);
-        });
-        ctx.context.dispose();
-        const v = await z.data();
-        z.dispose();
-        for (let i = 0; i < chunk.length; i++) out.push({ positive: v[2 * i], negative: v[2 * i + 1] });
-      }
-      return out;
-    };
-    return {
-      score,
-      dispose: () => {
-        kv?.dispose();
-        kv = null;
-      },
-    };
+        try {
+          return await readCandidates(() => {
+            const feats = m.connector(ctx.context, ctx.valid, EVAL);
+            const n = chunk.length;
+            const ids = new Int32Array(n * sl);
+            for (let i = 0; i < n; i++) ids.set(suffix, i * sl);
+            const rows = tf.reshape(m.embed(ids, n, sl, feats).embeds, [n * sl, d]) as tf.Tensor2D;
+            return runAfterPrefix(m.params, m.config, state, rows, Array<number>(n).fill(sl));
+          }, readout);
+        } finally {
+          ctx.context.dispose();
+        }
+      };
+    });
   }
 
   /** [n, Pmax, d_vision] vision outputs of `images` (from the cache, else computed) and their patch mask. */
@@ -648,18 +589,7 @@ export class Idefics2Backbone implements Backbone {
   async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
     const dv = this.m.config.vision.hiddenSize;
     const out = new Float32Array(images.length * dv);
-    for (const [i, img] of images.entries()) {
-      const v = await this.vision(img);
-      // Mean over real patches, accumulated in float64.
-      const acc = new Float64Array(dv);
-      let n = 0;
-      for (let p = 0; p < v.patches; p++) {
-        if (!v.patchValid[p]) continue;
-        n++;
-        for (let j = 0; j < dv; j++) acc[j] += v.hidden[p * dv + j];
-      }
-      for (let j = 0; j < dv; j++) out[i * dv + j] = acc[j] / n;
-    }
+    for (const [i, img] of images.entries()) meanOverPatches(await this.vision(img), dv, out, i * dv);
     return tf.tensor2d(out, [images.length, dv]);
   }
 
@@ -676,16 +606,11 @@ export class Idefics2Backbone implements Backbone {
   }
 
   async saveAdapter(dir: string): Promise<void> {
-    if (!this.adapter || this.adapter.modules.length === 0) throw new Error('backbone idefics2: no LoRA adapter to save (merged or not initialised)');
-    await this.adapter.save(dir, this.checkpointDir);
+    await saveAttachedAdapter(this.adapter, dir, this.checkpointDir, 'idefics2');
   }
 
   async loadAdapter(dir: string): Promise<void> {
-    const m = this.m;
-    await requirePath('adapter', dir, 'adapter_config.json');
-    this.adapter?.detach();
-    this.adapter = await LoraAdapter.load(m, dir);
-    this.logger?.info('LoRA adapter loaded', { dir, modules: this.adapter.modules.length, r: this.adapter.settings.r });
+    this.adapter = await loadAttachedAdapter(this.m, this.adapter, dir, this.logger);
   }
 
   dispose(): void {
@@ -696,11 +621,4 @@ export class Idefics2Backbone implements Backbone {
   }
 }
 
-/**
- * Length of the reference history of an encoded example: the tokens up to and including the last
- * <end_of_utterance> before the target image (what PrefixContext.historyMean averages).
- */
-export function historyLength(inputIds: ArrayLike<number>, targetStart: number, endOfUtterance: number): number {
-  for (let t = targetStart - 1; t >= 0; t--) if (inputIds[t] === endOfUtterance) return t + 1;
-  return Math.max(1, targetStart - 1);
-}
+export { historyLength } from '@userpref/mllm';

@@ -17,33 +17,23 @@ export { parseIdefics2Config, Idefics2ConfigError } from './model/config';
 export type { Idefics2Config, VisionConfig, PerceiverConfig, TextConfig, Activation } from './model/config';
 export { Idefics2WeightsError, TENSOR_NAME_ALIASES } from './model/weights';
 export type { LoadReport, LoadWeightsOptions } from './model/weights';
-export type { TextForwardOptions, TextForwardResult } from './model/text';
-export type { VisionOutput } from './model/vision';
 export { exportIdefics2Weights, saveIdefics2Checkpoint, Idefics2ExportError } from './model/export';
 export type { ExportedTensor, ExportDtype, SaveCheckpointOptions } from './model/export';
 export { makeBaseTrainable, fanInReinit } from './model/trainable';
 export type { TrainableBaseOptions, TrainableWeight } from './model/trainable';
-export { Linear, EVAL } from './model/linear';
-export type { RunContext as ForwardContext } from './model/linear';
-export { LoraAdapter, LoraAdapterError, parseAdapterConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './lora/adapter';
-export { LoraModule, PAPER_LORA, PAPER_TARGET_MODULES, targetMatcher, loraScale } from './lora/lora';
-export type { LoraSettings, LoraInit } from './lora/lora';
+export { PAPER_LORA, PAPER_TARGET_MODULES } from './lora';
 export { Idefics2Processor } from './processor';
 export { Idefics2AttentionProbe } from './probe/probe';
 export type { ProbeForward } from './probe/probe';
 export { targetToPrefixAttention } from './probe/attention';
 export type { TargetRows } from './probe/attention';
-// Building blocks other backbones of the same family reuse by import (@userpref/backbone-idefics3):
-// the SigLIP vision tower, the decoder (RoPE, GQA, RMSNorm, SwiGLU) on packed rows, the
-// key-value prefix, the vision-output cache, the image rescale/normalise step.
-export type { Idefics2Params, VisionLayerParams, TextLayerParams, Norm } from './model/weights';
-export { visionTower, patchLayout } from './model/vision';
-export { textForward, textForwardPacked, mergeInputEmbeddings, rowContext, lastRealIndex } from './model/text';
-export type { PackedTextInput, PackedTextOptions, PackedTextResult } from './model/text';
-export type { AttentionSegment, RowRange } from './model/attention';
-export { runPrefix, runAfterPrefix, PrefixKv } from './model/prefix-kv';
-export { VisionCache } from './model/vision-cache';
-export type { VisionEntry, VisionCacheStats, VisionCacheOptions } from './model/vision-cache';
+export type { Idefics2Params, PerceiverLayerParams } from './model/weights';
+// The shared building blocks (vision tower, decoder, LoRA, caches) live in @userpref/mllm; these
+// names are re-exported from there for code written against this plugin's earlier exports.
+export { Linear, EVAL, LoraAdapter, LoraAdapterError, parseAdapterConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraModule, targetMatcher, loraScale } from '@userpref/mllm';
+export { visionTower, patchLayout, textForward, textForwardPacked, mergeInputEmbeddings, rowContext, lastRealIndex, runPrefix, runAfterPrefix, PrefixKv, VisionCache } from '@userpref/mllm';
+export type { RunContext as ForwardContext, LoraSettings, LoraInit, TextForwardOptions, TextForwardResult, VisionOutput, VisionLayerParams, TextLayerParams, Norm } from '@userpref/mllm';
+export type { PackedTextInput, PackedTextOptions, PackedTextResult, AttentionSegment, RowRange, VisionEntry, VisionCacheStats, VisionCacheOptions } from '@userpref/mllm';
 export { processImage, resizeBilinearPil } from './processor/image';
 export type { ImageProcessorConfig } from './processor/image';
 export { writeIdefics2Checkpoint, countParameters, presetConfig, PRESETS, buildTokenizer, IDEFICS2_CHAT_TEMPLATE } from './checkpoint';

@@ -13,7 +13,7 @@ import { initRuntime } from '@userpref/runtime';
 import { SafetensorsFile } from '@userpref/safetensors';
 import { writeIdefics2Checkpoint } from '../src/checkpoint';
 import { Idefics2Model } from '../src/model/idefics2';
-import { LoraAdapter } from '../src/lora/adapter';
+import { LoraAdapter } from '@userpref/mllm';
 import { fanInReinit } from '../src/model/trainable';
 import { recipeBatch } from './model-fixtures';
 

@@ -9,7 +9,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Model } from '../src/model/idefics2';
-import { patchLayout } from '../src/model/vision';
+import { patchLayout } from '@userpref/mllm';
 import { writeGridCheckpoint } from './grid-checkpoint';
 import { checkFingerprint, readGolden, recipeBatch, relErr, type ModelGolden } from './model-fixtures';
 

@@ -11,9 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { CandidateReadout, PreferenceExample, PreferenceImage, PrefixContext, PrefixProvider } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone } from '../src';
-import { runAfterPrefix, runPrefix } from '../src/model/prefix-kv';
-import { textForwardPacked } from '../src/model/text';
-import type { AttentionSegment } from '../src/model/attention';
+import { runAfterPrefix, runPrefix, textForwardPacked, type AttentionSegment } from '@userpref/mllm';
 import { tinyCheckpoint } from './model-fixtures';
 import { syntheticExample, syntheticImage } from './synthetic';
 

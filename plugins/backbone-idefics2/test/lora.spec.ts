@@ -10,8 +10,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
 import { SafetensorsFile, writeSafetensors } from '@userpref/safetensors';
-import { LoraAdapter, parseAdapterConfig, parsePeftKey } from '../src/lora/adapter';
-import { PAPER_LORA, PAPER_TARGET_MODULES, targetMatcher } from '../src/lora/lora';
+import { LoraAdapter, parseAdapterConfig, parsePeftKey, targetMatcher } from '@userpref/mllm';
+import { PAPER_LORA, PAPER_TARGET_MODULES } from '../src/lora';
 import { Idefics2Model } from '../src/model/idefics2';
 import { GOLDEN_DIR, checkFingerprint, goldenPaddedInputs, readGolden, recipeBatch, relErr, tinyCheckpoint, type ModelGolden } from './model-fixtures';
 

@@ -6,7 +6,7 @@ import { promises as fs } from 'fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Model } from '../src/model/idefics2';
-import { bucketPosition } from '../src/model/vision';
+import { bucketPosition } from '@userpref/mllm';
 import { checkFingerprint, goldenPaddedInputs, readGolden, recipeBatch, relErr, tinyCheckpoint, type ModelGolden } from './model-fixtures';
 
 // The brief asks for 1e-4 relative; float32 on wasm reaches ~3e-7, so a tighter bound catches more.

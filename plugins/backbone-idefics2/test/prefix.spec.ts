@@ -13,8 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { PairLogits, PreferenceExample, PrefixContext, PrefixProvider } from '@userpref/core';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics2Backbone } from '../src';
-import { planSegments, segmentAttention, type AttentionSegment } from '../src/model/attention';
-import { gatedActivation, matMulThin, rmsNorm } from '../src/model/ops';
+import { gatedActivation, matMulThin, planSegments, rmsNorm, segmentAttention, type AttentionSegment } from '@userpref/mllm';
 import { relErr, tinyCheckpoint } from './model-fixtures';
 import { syntheticExample } from './synthetic';
 

@@ -6,7 +6,7 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { LoraAdapter, type Idefics2Model } from '@userpref/backbone-idefics2';
+import { LoraAdapter } from '@userpref/mllm';
 import { initRuntime, runtimeInfo } from '@userpref/runtime';
 import { Idefics3Model, processIdefics3Image, type Idefics3ImageConfig, parseIdefics3ImageConfig } from '../src';
 import { ARCHS, checkpointDir, readGolden, readImage, relErr } from '../test/fixtures';
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     px = await tiles([...g.padded.images[0], ...g.padded.images[1]], cfg);
     const padded = rows(model.forward(b.ids, 2, b.T, px, b.mask));
     errs.padded = Math.max(relErr(padded[0], g.padded.logits[0]), relErr(padded[1], g.padded.logits[1]));
-    const adapter = await LoraAdapter.load({ linears: () => model.linears() } as unknown as Idefics2Model, path.join(checkpointDir(arch), 'peft'));
+    const adapter = await LoraAdapter.load(model, path.join(checkpointDir(arch), 'peft'));
     const lora = rows(model.forward(b.ids, 2, b.T, px, b.mask));
     errs.peft = Math.max(relErr(lora[0], g.peft.logits[0]), relErr(lora[1], g.peft.logits[1]));
     adapter.detach();

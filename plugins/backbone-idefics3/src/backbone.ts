@@ -1,12 +1,12 @@
 /**
  * The Backbone contract (packages/core) on the tfjs Idefics3 / SmolVLM: the processor builds the
  * SPEC §2 sequence with each image as its tiles plus a global image, the model scores it, LoRA
- * (the IDEFICS2 plugin's PEFT adapter) adapts the connector and the text model.
+ * (@userpref/mllm's PEFT adapter) adapts the connector and the text model.
  *
- * As in the IDEFICS2 backbone:
+ * As in the IDEFICS2 backbone (the shared steps are @userpref/mllm's):
  * - `prepare` runs the frozen vision tower once per unique image (all its tiles), through the
- *   IDEFICS2 plugin's byte-budgeted, optionally on-disk VisionCache keyed by content hash and a
- *   fingerprint of the vision weights;
+ *   byte-budgeted, optionally on-disk VisionCache keyed by content hash and a fingerprint of the
+ *   vision weights;
  * - `pairLogits` runs the LoRA-adapted connector on the batch's tiles, then the text model; with
  *   the shared prefix (default) the reference history of an example runs once and the liked and
  *   disliked target turns run on its keys (packed rows, per-segment attention); `sharedPrefix:
@@ -22,25 +22,36 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { requirePath, type Backbone, type CandidateReadout, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext } from '@userpref/core';
+import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext } from '@userpref/core';
 import {
   EVAL,
   LoraAdapter,
+  UniqueImages,
   VisionCache,
   historyLength,
+  historySession,
+  loadAttachedAdapter,
+  meanOverPatches,
+  pickTurnLogits,
+  prefixTokens,
+  prefixTurnsLayout,
+  readCandidates,
   rowContext,
   runAfterPrefix,
   runPrefix,
+  saveAttachedAdapter,
+  takeRows,
+  targetImages,
   textForwardPacked,
-  type AttentionSegment,
-  type ForwardContext,
-  type Idefics2Model,
+  visionTowerTensors,
   type LoraInit,
   type LoraSettings,
   type PrefixKv,
+  type ReadAt,
+  type RunContext as ForwardContext,
   type VisionCacheStats,
   type VisionEntry,
-} from '@userpref/backbone-idefics2';
+} from '@userpref/mllm';
 import { Idefics3Model } from './model/idefics3';
 import { processIdefics3Image, tileLayout } from './processor/image';
 import { Idefics3Processor, type TileLayout } from './processor/processor';
@@ -122,14 +133,6 @@ function tileIndices(ranges: ReadonlyArray<readonly [number, number]>, images: r
   return out;
 }
 
-/** Rows `indices` of t [n, ...] (one slice when consecutive, else a gather). */
-function takeRows(t: tf.Tensor3D, indices: readonly number[]): tf.Tensor3D {
-  if (indices.length === t.shape[0] && indices.every((v, i) => v === i)) return t;
-  const consecutive = indices.every((v, i) => i === 0 || v === indices[i - 1] + 1);
-  if (consecutive) return tf.slice(t, [indices[0], 0, 0], [indices.length, -1, -1]);
-  return tf.gather(t, tf.tensor1d(Array.from(indices), 'int32')) as tf.Tensor3D;
-}
-
 const sameLayout = (a: TileLayout, b: TileLayout) => a.rows === b.rows && a.cols === b.cols;
 const concatIds = (a: Int32Array, b: Int32Array) => {
   const out = new Int32Array(a.length + b.length);
@@ -179,7 +182,7 @@ export class Idefics3Backbone implements Backbone {
       onWarn: (message, fields) => this.logger?.warn(message, fields),
     });
     const lora: LoraSettings = { ...this.options.lora };
-    this.adapter = LoraAdapter.attach(this.loraTarget(), lora, this.run.seed);
+    this.adapter = LoraAdapter.attach(this.m, lora, this.run.seed);
     if (this.options.adapterPath) await this.loadAdapter(path.resolve(this.run.baseDir, this.options.adapterPath));
     if (this.options.mergeAdapter) this.adapter.merge();
     this.logger?.info('idefics3 backbone ready', {
@@ -193,15 +196,6 @@ export class Idefics3Backbone implements Backbone {
       loraModules: this.adapter.modules.length,
       loraParameters: this.adapter.numParameters(),
     });
-  }
-
-  /**
-   * The IDEFICS2 plugin's LoraAdapter attaches to any model through its `linears()` (Hugging Face
-   * module names per fused part); its parameter is typed as that plugin's model class.
-   */
-  private loraTarget(): Idefics2Model {
-    const m = this.m;
-    return { linears: () => m.linears() } as unknown as Idefics2Model;
   }
 
   private get m(): Idefics3Model {
@@ -227,20 +221,7 @@ export class Idefics3Backbone implements Backbone {
   }
 
   private visionTensors(): Array<[string, tf.Tensor]> {
-    const v = this.m.params.vision;
-    const out: Array<[string, tf.Tensor]> = [['patch_w', v.patchW], ['patch_b', v.patchB], ['pos_emb', v.posEmb], ['post.w', v.post.w]];
-    if (v.post.b) out.push(['post.b', v.post.b]);
-    v.layers.forEach((l, i) => {
-      out.push([`${i}.ln1.w`, l.ln1.w], [`${i}.ln2.w`, l.ln2.w]);
-      if (l.ln1.b) out.push([`${i}.ln1.b`, l.ln1.b]);
-      if (l.ln2.b) out.push([`${i}.ln2.b`, l.ln2.b]);
-      for (const [name, lin] of [['qkv', l.qkv], ['out', l.out], ['fc1', l.fc1], ['fc2', l.fc2]] as const) {
-        out.push([`${i}.${name}.w`, lin.w]);
-        if (lin.b) out.push([`${i}.${name}.b`, lin.b]);
-        for (const p of lin.parts) if (p.lora) out.push([`${p.name}.lora_a`, p.lora.a], [`${p.name}.lora_b`, p.lora.b]);
-      }
-    });
-    return out;
+    return visionTowerTensors(this.m.params.vision);
   }
 
   private get visionCache(): VisionCache {
@@ -328,12 +309,8 @@ export class Idefics3Backbone implements Backbone {
   async prepare(batch: PreferenceBatch): Promise<PreparedBatch> {
     const B = batch.length;
     if (B === 0) throw new Error('backbone idefics3: empty batch');
-    const unique = new Map<string, { index: number; image: PreferenceImage }>();
-    const indexOf = (img: PreferenceImage) => {
-      let u = unique.get(img.id);
-      if (!u) unique.set(img.id, (u = { index: unique.size, image: img }));
-      return u.index;
-    };
+    const unique = new UniqueImages();
+    const indexOf = (img: PreferenceImage) => unique.indexOf(img);
     const rows: ExampleRows[] = [];
     const prefixKeys = new Map<string, number>();
     const prefixOf = new Int32Array(B);
@@ -342,8 +319,7 @@ export class Idefics3Backbone implements Backbone {
       const { messages, references } = this.p.messages(ex);
       const refLayouts: TileLayout[] = [];
       for (const im of references) refLayouts.push(await this.layout(im));
-      const likedImage = ex.target.label0 >= 0.5 ? ex.target.image0 : ex.target.image1;
-      const dislikedImage = ex.target.label0 >= 0.5 ? ex.target.image1 : ex.target.image0;
+      const { liked: likedImage, disliked: dislikedImage } = targetImages(ex.target);
       const enc = this.encodePair(messages, refLayouts, await this.layout(likedImage), await this.layout(dislikedImage));
       const refs = references.map(indexOf);
       rows.push({ ...enc, refs, liked: indexOf(likedImage), disliked: indexOf(dislikedImage) });
@@ -352,7 +328,7 @@ export class Idefics3Backbone implements Backbone {
       if (u === undefined) prefixKeys.set(key, (u = prefixKeys.size));
       prefixOf[b] = u;
     }
-    const { context, ranges } = await this.visionContext([...unique.values()].map((u) => u.image));
+    const { context, ranges } = await this.visionContext(unique.images());
     return new Idefics3PreparedBatch(B, context, ranges, rows, prefixOf, prefixKeys.size);
   }
 
@@ -369,12 +345,7 @@ export class Idefics3Backbone implements Backbone {
 
   /** The preference tokens for history weights [B, T] over embeddings [B, T, d]. */
   private prefixTokens(weights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
-    const d = this.m.config.text.hiddenSize;
-    const T = embeds.shape[1];
-    const historyMean = tf.reshape(tf.matMul(tf.tensor3d(weights, [B, 1, T]), embeds), [B, d]) as tf.Tensor2D;
-    const out = this.prefix!.prefix({ historyMean });
-    if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
-    return out;
+    return prefixTokens(this.prefix!, weights, embeds, B);
   }
 
   private fullPath(prepared: Idefics3PreparedBatch, options: ForwardOptions): PairLogits {
@@ -426,7 +397,7 @@ export class Idefics3Backbone implements Backbone {
         const t = images.length > 0 ? takeRows(feats, tileIndices(prepared.tileRanges, images)) : null;
         return tf.reshape(m.embed(ids, 1, ids.length, t).embeds, [ids.length, d]) as tf.Tensor2D;
       };
-      const readAt: Array<{ liked: [number, number]; disliked: [number, number] }> = [];
+      const readAt: ReadAt = [];
       const groupLogits: tf.Tensor2D[] = [];
       let auxLoss: tf.Scalar | undefined;
       const auxTerms: tf.Scalar[] = [];
@@ -440,33 +411,24 @@ export class Idefics3Backbone implements Backbone {
           prefixRows = tf.concat([tf.reshape(out.embeddings, [out.embeddings.shape[1], d]), prefixRows], 0) as tf.Tensor2D;
           if (out.auxLoss) auxTerms.push(out.auxLoss);
         }
-        const len = prefixRows.shape[0];
         const pieces: tf.Tensor2D[] = [prefixRows];
-        const positions: number[] = Array.from({ length: len }, (_, t) => t);
-        const segments: AttentionSegment[] = [{ query: { start: 0, len }, keys: [{ start: 0, len }], causalOffset: 0 }];
-        const readRows: number[] = [];
-        let row = len;
+        const turns: number[] = [];
         for (const which of ['liked', 'disliked'] as const) {
           for (const b of members) {
             const r = prepared.rows[b];
             const suffix = which === 'liked' ? r.likedSuffix : r.dislikedSuffix;
             pieces.push(embedRow(suffix, [which === 'liked' ? r.liked : r.disliked]));
-            const sl = suffix.length;
-            for (let t = 0; t < sl; t++) positions.push(len + t);
-            segments.push({ query: { start: row, len: sl }, keys: [{ start: 0, len }, { start: row, len: sl }], causalOffset: len });
-            const at = readRows.push(row + sl - 1) - 1;
             readAt[b] ??= { liked: [0, 0], disliked: [0, 0] };
-            readAt[b][which] = [u, at];
-            row += sl;
+            readAt[b][which] = [u, turns.push(suffix.length) - 1];
           }
         }
+        const layout = prefixTurnsLayout(prefixRows.shape[0], turns);
         const packed = tf.concat(pieces, 0) as tf.Tensor2D;
-        groupLogits.push(textForwardPacked(m.view.params, m.view.config, { embeds: packed, positions, segments, readRows }, { ctx: rowContext(ctx, u) }).logits);
+        groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, ...layout }, { ctx: rowContext(ctx, u) }).logits);
       }
       if (auxTerms.length > 0) auxLoss = (auxTerms.length === 1 ? auxTerms[0] : tf.div(tf.addN(auxTerms), auxTerms.length)) as tf.Scalar;
-      const pick = (which: 'liked' | 'disliked') => tf.concat(readAt.map((r) => tf.slice(groupLogits[r[which][0]], [r[which][1], 0], [1, -1])), 0) as tf.Tensor2D;
-      const liked = pick('liked');
-      const disliked = pick('disliked');
+      const liked = pickTurnLogits(groupLogits, readAt, 'liked');
+      const disliked = pickTurnLogits(groupLogits, readAt, 'disliked');
       return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
     });
   }
@@ -503,18 +465,16 @@ export class Idefics3Backbone implements Backbone {
     } finally {
       refCtx?.context.dispose();
     }
-    let kv: PrefixKv | null;
+    let kv: PrefixKv;
     try {
-      kv = runPrefix(m.view.params, m.view.config, embeds);
+      kv = runPrefix(m.params, m.config, embeds);
     } finally {
       embeds.dispose();
     }
     const readout = p.readout;
-    const score = async (prompt: string, candidates: readonly PreferenceImage[]): Promise<CandidateReadout[]> => {
+    return historySession(kv, HISTORY_CHUNK, 'idefics3', (prompt) => {
       const chat = chatFor(prompt).messages;
-      const out: CandidateReadout[] = [];
-      for (let c0 = 0; c0 < candidates.length; c0 += HISTORY_CHUNK) {
-        const chunk = candidates.slice(c0, c0 + HISTORY_CHUNK);
+      return async (state, chunk) => {
         const suffixes: Int32Array[] = [];
         for (const cand of chunk) {
           const enc = p.encode(chat, [...refLayouts, await this.layout(cand)]);
@@ -522,28 +482,17 @@ export class Idefics3Backbone implements Backbone {
           suffixes.push(enc.inputIds.slice(enc.targetStart));
         }
         const ctx = await this.visionContext(chunk);
-        if (!kv) throw new Error('backbone idefics3: this history session is disposed');
-        const state = kv;
-        const z = tf.tidy(() => {
-          const feats = m.connector(ctx.context, EVAL);
-          const rows = suffixes.map((s, i) => tf.reshape(m.embed(s, 1, s.length, takeRows(feats, tileIndices(ctx.ranges, [i]))).embeds, [s.length, d]));
-          const logits = runAfterPrefix(m.view.params, m.view.config, state, tf.concat(rows, 0) as tf.Tensor2D, suffixes.map((s) => s.length));
-          return tf.gather(logits, tf.tensor1d([readout.positive, readout.negative], 'int32'), 1);
-        });
-        ctx.context.dispose();
-        const v = await z.data();
-        z.dispose();
-        for (let i = 0; i < chunk.length; i++) out.push({ positive: v[2 * i], negative: v[2 * i + 1] });
-      }
-      return out;
-    };
-    return {
-      score,
-      dispose: () => {
-        kv?.dispose();
-        kv = null;
-      },
-    };
+        try {
+          return await readCandidates(() => {
+            const feats = m.connector(ctx.context, EVAL);
+            const rows = suffixes.map((s, i) => tf.reshape(m.embed(s, 1, s.length, takeRows(feats, tileIndices(ctx.ranges, [i]))).embeds, [s.length, d]));
+            return runAfterPrefix(m.params, m.config, state, tf.concat(rows, 0) as tf.Tensor2D, suffixes.map((s) => s.length));
+          }, readout);
+        } finally {
+          ctx.context.dispose();
+        }
+      };
+    });
   }
 
   setPrefixProvider(provider: PrefixProvider | null): void {
@@ -554,12 +503,7 @@ export class Idefics3Backbone implements Backbone {
   async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
     const dv = this.m.config.vision.hiddenSize;
     const out = new Float32Array(images.length * dv);
-    for (const [i, img] of images.entries()) {
-      const v = await this.vision(img);
-      const acc = new Float64Array(dv);
-      for (let p = 0; p < v.patches; p++) for (let j = 0; j < dv; j++) acc[j] += v.hidden[p * dv + j];
-      for (let j = 0; j < dv; j++) out[i * dv + j] = acc[j] / v.patches;
-    }
+    for (const [i, img] of images.entries()) meanOverPatches(await this.vision(img), dv, out, i * dv);
     return tf.tensor2d(out, [images.length, dv]);
   }
 
@@ -568,15 +512,11 @@ export class Idefics3Backbone implements Backbone {
   }
 
   async saveAdapter(dir: string): Promise<void> {
-    if (!this.adapter || this.adapter.modules.length === 0) throw new Error('backbone idefics3: no LoRA adapter to save (merged or not initialised)');
-    await this.adapter.save(dir, this.checkpointDir);
+    await saveAttachedAdapter(this.adapter, dir, this.checkpointDir, 'idefics3');
   }
 
   async loadAdapter(dir: string): Promise<void> {
-    await requirePath('adapter', dir, 'adapter_config.json');
-    this.adapter?.detach();
-    this.adapter = await LoraAdapter.load(this.loraTarget(), dir);
-    this.logger?.info('LoRA adapter loaded', { dir, modules: this.adapter.modules.length, r: this.adapter.settings.r });
+    this.adapter = await loadAttachedAdapter(this.m, this.adapter, dir, this.logger);
   }
 
   dispose(): void {

@@ -4,8 +4,8 @@
  * the SmolVLM models built on it (256M / 500M / 2.2B), loaded from a Hugging Face checkpoint
  * directory with its tokenizer, chat template and tiling image processor, with PEFT LoRA, as the
  * 'idefics3' Backbone contribution. Swapping it in for IDEFICS2 is a run-config change
- * (`plugins.backbone`). The SigLIP tower, the decoder, LoRA and the caches are the IDEFICS2
- * plugin's, imported.
+ * (`plugins.backbone`). The SigLIP tower, the decoder, LoRA and the caches are @userpref/mllm's,
+ * shared with the IDEFICS2 backbone.
  */
 import { ContainerModule, inject, injectable, named } from 'inversify';
 import { Backbone, Logger, PATH_FORMAT, PluginOptions, RunContext, optionsName, type Contribution, type UserprefPlugin } from '@userpref/core';
@@ -13,8 +13,8 @@ import { DEFAULT_IDEFICS3_OPTIONS, Idefics3Backbone, type Idefics3BackboneOption
 
 export { Idefics3Backbone, DEFAULT_IDEFICS3_OPTIONS, IDEFICS3_TARGET_MODULES } from './backbone';
 export type { Idefics3BackboneOptions } from './backbone';
-export { Idefics3Model, pixelShuffle, decoderView } from './model/idefics3';
-export type { DecoderView, EmbeddedBatch } from './model/idefics3';
+export { Idefics3Model, pixelShuffle } from './model/idefics3';
+export type { EmbeddedBatch } from './model/idefics3';
 export { parseIdefics3Config, Idefics3ConfigError } from './model/config';
 export type { Idefics3Config } from './model/config';
 export { loadIdefics3Weights, Idefics3WeightsError } from './model/weights';

@@ -6,7 +6,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { validateOptions } from '@userpref/core';
 import { IDEFICS3_TARGET_MODULES, parseIdefics3Config, userprefPlugin } from '../src';
-import { targetMatcher } from '@userpref/backbone-idefics2';
+import { targetMatcher } from '@userpref/mllm';
 import { checkpointDir } from './fixtures';
 
 async function fixtureConfig(): Promise<Record<string, any>> {

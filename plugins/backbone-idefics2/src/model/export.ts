@@ -19,7 +19,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeShardedCheckpoint, type TensorToWrite } from '@userpref/safetensors';
 import type { Idefics2Config } from './config';
-import type { Linear } from './linear';
+import type { Linear } from '@userpref/mllm';
 import type { Idefics2Params, Norm } from './weights';
 
 export interface ExportedTensor {

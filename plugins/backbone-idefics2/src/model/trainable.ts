@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Idefics2Config } from './config';
-import type { Linear } from './linear';
+import type { Linear } from '@userpref/mllm';
 import type { Idefics2Params, Norm } from './weights';
 
 export interface TrainableBaseOptions {

@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { AttentionProbe, AttentionSelection, PreferenceExample, PreferenceImage, PrefixProvider } from '@userpref/core';
 import { historyLength, type Idefics2Backbone } from '../backbone';
-import { EVAL } from '../model/linear';
+import { EVAL } from '@userpref/mllm';
 import { Idefics2Processor } from '../processor';
 import { targetToPrefixAttention, type TargetRows } from './attention';
 

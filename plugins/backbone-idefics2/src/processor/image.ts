@@ -11,39 +11,24 @@
  *    fixed-point coefficients and rounding to uint8 after each pass: @userpref/imaging's resizePil,
  *    which matches PIL's uint8 result bit for bit;
  * 3. rescale (x * rescale_factor in float64, stored as float32) and normalise ((x - mean) / std in
- *    float32), as numpy does in transformers;
+ *    float32), as numpy does in transformers (@userpref/mllm's rescaleNormalize, shared with Idefics3);
  * 4. pad bottom/right with zeros to the largest height and width of the batch, with a pixel mask
  *    (1 = real pixel).
  */
 import type { RgbImage } from '@userpref/core';
 import { resizePil } from '@userpref/imaging';
+import { checkImageSize, preprocessorKeys, rescaleNormalize, type RescaleNormalizeConfig } from '@userpref/mllm';
 
-export interface ImageProcessorConfig {
+export interface ImageProcessorConfig extends RescaleNormalizeConfig {
   readonly shortestEdge: number;
   readonly longestEdge: number;
   readonly doResize: boolean;
-  readonly doRescale: boolean;
-  readonly rescaleFactor: number;
-  readonly doNormalize: boolean;
-  readonly imageMean: readonly [number, number, number];
-  readonly imageStd: readonly [number, number, number];
   readonly doPad: boolean;
 }
 
 /** Parses preprocessor_config.json, rejecting settings this implementation does not reproduce. */
 export function parseImageProcessorConfig(json: Record<string, unknown>, file: string): ImageProcessorConfig {
-  const bool = (key: string, dflt: boolean): boolean => {
-    const v = json[key];
-    if (v === undefined) return dflt;
-    if (typeof v !== 'boolean') throw new Error(`${file}: '${key}' must be a boolean, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const triple = (key: string): [number, number, number] => {
-    const v = json[key];
-    const arr = typeof v === 'number' ? [v, v, v] : v;
-    if (!Array.isArray(arr) || arr.length !== 3 || !arr.every((x) => typeof x === 'number')) throw new Error(`${file}: '${key}' must be a number or 3 numbers, got ${JSON.stringify(v)}`);
-    return [arr[0], arr[1], arr[2]];
-  };
+  const { bool, rescaleNormalize: normalization } = preprocessorKeys(json, file);
   if (json.image_processor_type !== undefined && !/^Idefics2ImageProcessor/.test(String(json.image_processor_type))) {
     throw new Error(`${file}: image_processor_type '${json.image_processor_type}' is not an Idefics2ImageProcessor`);
   }
@@ -54,17 +39,11 @@ export function parseImageProcessorConfig(json: Record<string, unknown>, file: s
   if (!size || typeof size.shortest_edge !== 'number' || typeof size.longest_edge !== 'number') {
     throw new Error(`${file}: 'size' must be {shortest_edge, longest_edge}, got ${JSON.stringify(json.size)}`);
   }
-  const rescaleFactor = json.rescale_factor === undefined ? 1 / 255 : json.rescale_factor;
-  if (typeof rescaleFactor !== 'number') throw new Error(`${file}: 'rescale_factor' must be a number`);
   return {
     shortestEdge: size.shortest_edge,
     longestEdge: size.longest_edge,
     doResize: bool('do_resize', true),
-    doRescale: bool('do_rescale', true),
-    rescaleFactor,
-    doNormalize: bool('do_normalize', true),
-    imageMean: triple('image_mean'),
-    imageStd: triple('image_std'),
+    ...normalization(),
     doPad: bool('do_pad', true),
   };
 }
@@ -104,28 +83,13 @@ export interface PixelBatch {
 
 /** Resize + rescale + normalise one image to float32 CHW (no padding). */
 export function processImage(img: RgbImage, cfg: ImageProcessorConfig): { height: number; width: number; chw: Float32Array } {
-  if (!Number.isInteger(img.width) || !Number.isInteger(img.height) || img.width < 1 || img.height < 1) {
-    throw new Error(`invalid image size ${img.width}x${img.height}`);
-  }
+  checkImageSize(img);
   let im = img;
   if (cfg.doResize) {
     const [h, w] = idefics2ResizeTarget(img.height, img.width, cfg.shortestEdge, cfg.longestEdge);
     im = resizeBilinearPil(img, h, w);
   }
-  const { width, height, data } = im;
-  const plane = width * height;
-  const chw = new Float32Array(3 * plane);
-  const mean = cfg.imageMean.map(Math.fround);
-  const std = cfg.imageStd.map(Math.fround);
-  for (let i = 0; i < plane; i++) {
-    for (let c = 0; c < 3; c++) {
-      let v = data[i * 3 + c];
-      if (cfg.doRescale) v = Math.fround(v * cfg.rescaleFactor);
-      if (cfg.doNormalize) v = Math.fround(Math.fround(v - mean[c]) / std[c]);
-      chw[c * plane + i] = v;
-    }
-  }
-  return { height, width, chw };
+  return { height: im.height, width: im.width, chw: rescaleNormalize(im, cfg) };
 }
 
 /** Processes `images` and pads them to the largest height and width among them. */

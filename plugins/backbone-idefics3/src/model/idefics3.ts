@@ -3,10 +3,10 @@
  * connector (pixel shuffle by scale_factor, then one linear modality projection) -> Llama text
  * model -> LM head, float32.
  *
- * The vision tower, the input-embedding merge and the decoder are the IDEFICS2 plugin's
- * (`visionTower`, `mergeInputEmbeddings`, `textForward`, `textForwardPacked`, `runPrefix`): they
- * read only the `vision` / `text` parts of params and config, which this model fills in their
- * layout (`decoderView`). The connector is the new part.
+ * The vision tower, the input-embedding merge and the decoder are @userpref/mllm's, shared with
+ * IDEFICS2 (`visionTower`, `mergeInputEmbeddings`, `textForward`, `textForwardPacked`, `runPrefix`):
+ * they read only the `vision` / `text` parts of params and config, which this model has in their
+ * layout. The connector is the new part.
  *
  * Tiles: the processor turns one image into rows x cols tiles plus a global image (or the global
  * image alone), each image_size x image_size pixels, so every tile is a full patch grid (no pixel
@@ -15,26 +15,9 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { EVAL, mergeInputEmbeddings, textForward, visionTower, type ForwardContext, type Idefics2Config, type Idefics2Params, type Linear, type TextForwardOptions, type TextForwardResult } from '@userpref/backbone-idefics2';
+import { EVAL, mergeInputEmbeddings, textForward, visionTower, type Linear, type RunContext as ForwardContext, type TextForwardOptions, type TextForwardResult } from '@userpref/mllm';
 import { Idefics3ConfigError, parseIdefics3Config, type Idefics3Config } from './config';
 import { allLinears, disposeParams, loadIdefics3Weights, type Idefics3Params, type LoadReport } from './weights';
-
-/**
- * Idefics3 weights and config in the shape the IDEFICS2 plugin's vision tower and decoder take.
- * Those functions read `vision`, `text` and `imageTokenId` only; the perceiver fields they never
- * touch stay absent (phase 2 of issue 21 narrows their parameter types so this view goes away).
- */
-export interface DecoderView {
-  readonly params: Idefics2Params;
-  readonly config: Idefics2Config;
-}
-
-export function decoderView(params: Idefics3Params, config: Idefics3Config): DecoderView {
-  return {
-    params: { vision: params.vision, text: params.text } as unknown as Idefics2Params,
-    config: { vision: config.vision, text: config.text, imageTokenId: config.imageTokenId, tieWordEmbeddings: config.tieWordEmbeddings, defaulted: config.defaulted } as unknown as Idefics2Config,
-  };
-}
 
 /**
  * transformers' Idefics3Connector.pixel_shuffle: x [n, seq, D] (seq = side^2 patches, row-major)
@@ -62,16 +45,12 @@ export interface EmbeddedBatch {
 }
 
 export class Idefics3Model {
-  readonly view: DecoderView;
-
   private constructor(
     readonly config: Idefics3Config,
     readonly params: Idefics3Params,
     readonly loadReport: LoadReport,
     readonly dir: string,
-  ) {
-    this.view = decoderView(params, config);
-  }
+  ) {}
 
   static async load(dir: string): Promise<Idefics3Model> {
     const file = path.join(dir, 'config.json');
@@ -93,7 +72,7 @@ export class Idefics3Model {
 
   /** Vision tower on tiles [n, C, S, S] (full patch grids) -> [n, patches, d_vision]. */
   visionTower(pixelValues: tf.Tensor4D, ctx: ForwardContext = EVAL): tf.Tensor3D {
-    const out = visionTower(this.view.params, this.view.config, pixelValues, null, ctx);
+    const out = visionTower(this.params, this.config, pixelValues, null, ctx);
     return out.hidden;
   }
 
@@ -133,7 +112,7 @@ export class Idefics3Model {
       if (last < 0) throw new Error(`sequence ${b} of the batch has no real token (attention mask all zero)`);
       lastIndex.push(last);
     }
-    const base = mergeInputEmbeddings(this.view.params, this.view.config, inputIds, B, T, features);
+    const base = mergeInputEmbeddings(this.params, this.config, inputIds, B, T, features);
     if (!prefix) return { embeds: base, attentionMask: Uint8Array.from(mask, (m) => (m ? 1 : 0)), lastIndex };
     const P = prefix.shape[1];
     if (prefix.shape[0] !== B || prefix.shape[2] !== this.config.text.hiddenSize) throw new Error(`prefix has shape [${prefix.shape.join(', ')}]; expected [${B}, length, ${this.config.text.hiddenSize}]`);
@@ -148,7 +127,7 @@ export class Idefics3Model {
   }
 
   textForward(embeds: tf.Tensor3D, options: TextForwardOptions): TextForwardResult {
-    return textForward(this.view.params, this.view.config, embeds, options);
+    return textForward(this.params, this.config, embeds, options);
   }
 
   /**

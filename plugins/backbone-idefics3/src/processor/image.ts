@@ -9,16 +9,16 @@
  *    rows x cols tiles of M x M (row-major) and add the whole image resized to M x M as the global
  *    image, last. An image that fits one tile is the global image alone (rows = cols = 0). Without
  *    splitting, the image is resized to M x M (rows = cols = 0);
- * 3. rescale and normalise every tile (the IDEFICS2 plugin's processImage, float32 as numpy).
+ * 3. rescale and normalise every tile (@userpref/mllm's rescaleNormalize, float32 as numpy, as IDEFICS2's).
  *
  * Every resize is Pillow's on 8-bit RGB with the configured filter (LANCZOS for these models;
  * @userpref/imaging), each from the previous step's uint8 image, as transformers chains them.
  */
 import type { RgbImage } from '@userpref/core';
-import { processImage, type ImageProcessorConfig } from '@userpref/backbone-idefics2';
 import { filterFromPil, resizePil, type PilFilter } from '@userpref/imaging';
+import { checkImageSize, preprocessorKeys, rescaleNormalize, type RescaleNormalizeConfig } from '@userpref/mllm';
 
-export interface Idefics3ImageConfig {
+export interface Idefics3ImageConfig extends RescaleNormalizeConfig {
   readonly doResize: boolean;
   /** size.longest_edge: step 1. */
   readonly longestEdge: number;
@@ -26,29 +26,13 @@ export interface Idefics3ImageConfig {
   /** max_image_size.longest_edge: the tile side M. */
   readonly tileSize: number;
   readonly filter: PilFilter;
-  readonly doRescale: boolean;
-  readonly rescaleFactor: number;
-  readonly doNormalize: boolean;
-  readonly imageMean: readonly [number, number, number];
-  readonly imageStd: readonly [number, number, number];
 }
 
 /** Largest side transformers allows after step 1 (MAX_IMAGE_SIZE). */
 export const MAX_IMAGE_SIZE = 4096;
 
 export function parseIdefics3ImageConfig(json: Record<string, unknown>, file: string): Idefics3ImageConfig {
-  const bool = (key: string, dflt: boolean): boolean => {
-    const v = json[key];
-    if (v === undefined) return dflt;
-    if (typeof v !== 'boolean') throw new Error(`${file}: '${key}' must be a boolean, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const triple = (key: string, dflt: number): [number, number, number] => {
-    const v = json[key] ?? dflt;
-    const arr = typeof v === 'number' ? [v, v, v] : v;
-    if (!Array.isArray(arr) || arr.length !== 3 || !arr.every((x) => typeof x === 'number')) throw new Error(`${file}: '${key}' must be a number or 3 numbers, got ${JSON.stringify(v)}`);
-    return [arr[0], arr[1], arr[2]];
-  };
+  const { bool, rescaleNormalize: normalization } = preprocessorKeys(json, file);
   const edge = (key: string, dflt: number): number => {
     const v = json[key] as { longest_edge?: unknown } | undefined;
     if (v === undefined) return dflt;
@@ -58,8 +42,6 @@ export function parseIdefics3ImageConfig(json: Record<string, unknown>, file: st
   const type = json.image_processor_type;
   if (type !== undefined && !/^(Idefics3|SmolVLM)ImageProcessor/.test(String(type))) throw new Error(`${file}: image_processor_type '${type}' is not an Idefics3 / SmolVLM image processor`);
   if (bool('do_convert_rgb', true) === false) throw new Error(`${file}: do_convert_rgb=false is not supported (inputs are always RGB)`);
-  const rescaleFactor = json.rescale_factor ?? 1 / 255;
-  if (typeof rescaleFactor !== 'number') throw new Error(`${file}: 'rescale_factor' must be a number`);
   const resample = json.resample ?? 1;
   if (typeof resample !== 'number') throw new Error(`${file}: 'resample' must be a PIL resampling number`);
   let filter: PilFilter;
@@ -75,11 +57,7 @@ export function parseIdefics3ImageConfig(json: Record<string, unknown>, file: st
     doImageSplitting: bool('do_image_splitting', true),
     tileSize: edge('max_image_size', 364),
     filter,
-    doRescale: bool('do_rescale', true),
-    rescaleFactor,
-    doNormalize: bool('do_normalize', true),
-    imageMean: triple('image_mean', 0.5),
-    imageStd: triple('image_std', 0.5),
+    ...normalization(0.5),
   };
 }
 
@@ -152,7 +130,7 @@ function crop(img: RgbImage, y0: number, x0: number, size: number): RgbImage {
 
 /** Steps 1-3 for one image. */
 export function processIdefics3Image(img: RgbImage, cfg: Idefics3ImageConfig): ProcessedImage {
-  if (!Number.isInteger(img.width) || !Number.isInteger(img.height) || img.width < 1 || img.height < 1) throw new Error(`invalid image size ${img.width}x${img.height}`);
+  checkImageSize(img);
   const M = cfg.tileSize;
   let im = img;
   if (cfg.doResize) {
@@ -176,19 +154,8 @@ export function processIdefics3Image(img: RgbImage, cfg: Idefics3ImageConfig): P
   } else {
     frames.push(resizePil(im, M, M, cfg.filter));
   }
-  const norm: ImageProcessorConfig = {
-    shortestEdge: M,
-    longestEdge: M,
-    doResize: false,
-    doRescale: cfg.doRescale,
-    rescaleFactor: cfg.rescaleFactor,
-    doNormalize: cfg.doNormalize,
-    imageMean: cfg.imageMean,
-    imageStd: cfg.imageStd,
-    doPad: false,
-  };
   const plane = 3 * M * M;
   const pixelValues = new Float32Array(frames.length * plane);
-  frames.forEach((f, i) => pixelValues.set(processImage(f, norm).chw, i * plane));
+  frames.forEach((f, i) => pixelValues.set(rescaleNormalize(f, cfg), i * plane));
   return { rows, cols, tiles: frames.length, size: M, pixelValues };
 }

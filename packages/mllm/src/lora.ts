@@ -11,11 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@userpref/core';
-import type { RunContext } from '../model/linear';
-import { dropoutMask, matMulThin } from '../model/ops';
-
-/** The paper's target modules (SPEC §3). */
-export const PAPER_TARGET_MODULES = '.*(text_model|modality_projection|perceiver_resampler).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$';
+import type { RunContext } from './linear';
+import { dropoutMask, matMulThin } from './ops';
 
 export type LoraInit = 'gaussian' | 'zeros';
 
@@ -28,8 +25,6 @@ export interface LoraSettings {
   readonly init: LoraInit;
   readonly useRslora?: boolean;
 }
-
-export const PAPER_LORA: LoraSettings = { r: 8, alpha: 8, dropout: 0.1, targetModules: PAPER_TARGET_MODULES, init: 'gaussian' };
 
 export function loraScale(s: Pick<LoraSettings, 'r' | 'alpha' | 'useRslora'>): number {
   return s.useRslora ? s.alpha / Math.sqrt(s.r) : s.alpha / s.r;

@@ -1,7 +1,7 @@
 """Position-bucket table of IDEFICS2's variable-resolution vision embeddings, read off transformers.
 
-Rerun (from the repository root, with the shared venv):
-    /work/venv/bin/python tools/goldens/make_position_bucket_table.py
+Rerun (from the repository root, in the venv of goldens/requirements.txt):
+    python goldens/make_position_bucket_table.py
 
 For every grid of numPatchesPerSide P = 1..128 and every real patch count n = 1..128 along a side,
 the bucket of each coordinate i = 0..n-1 as transformers' Idefics2VisionEmbeddings computes it:
@@ -10,7 +10,7 @@ boundaries torch.arange(1/P, 1.0, 1/P) (float32), coordinates arange(n) * (1.0 /
 zero patch embedding, position embedding row k = k), so the ids come from transformers' code and
 torch's kernels, not from a re-implementation.
 
-Output: plugins/backbone-idefics2/test/fixtures/goldens/position_buckets.bin.gz, gzip of bytes:
+Output: packages/mllm/test/fixtures/position_buckets.bin.gz, gzip of bytes:
 for P = 1..128, for n = 1..128, for i = 0..n-1: bucket(P, n, i) (uint8; buckets are < P <= 128).
 Header: none; the layout above is the format. The torch / transformers versions and the CPU
 capability are printed and written to position_buckets.json, with a SHA-256 of the raw bytes.
@@ -28,8 +28,8 @@ import transformers
 from transformers.models.idefics2.configuration_idefics2 import Idefics2VisionConfig
 from transformers.models.idefics2.modeling_idefics2 import Idefics2VisionEmbeddings
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-OUT = ROOT / "plugins/backbone-idefics2/test/fixtures/goldens"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUT = ROOT / "packages/mllm/test/fixtures"
 MAX_P = 128
 MAX_N = 128
 
@@ -72,7 +72,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "position_buckets.bin.gz").write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
     meta = {
-        "about": "bucket(P, n, i) of transformers' Idefics2VisionEmbeddings for P = 1..128, n = 1..128, i < n; made by tools/goldens/make_position_bucket_table.py",
+        "about": "bucket(P, n, i) of transformers' Idefics2VisionEmbeddings for P = 1..128, n = 1..128, i < n; made by goldens/make_position_bucket_table.py",
         "layout": "uint8, for P in 1..128, for n in 1..128, for i in 0..n-1",
         "max_per_side": MAX_P,
         "max_count": MAX_N,

@@ -16,10 +16,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { disposePlan, planSegments, segmentAttention, type AttentionSegment, type PlannedSegment } from './attention';
-import type { Idefics2Config } from './config';
+import type { DecoderModelConfig } from './config';
 import { EVAL } from './linear';
 import { MASKED, applyRope, gatedActivation, halfSwapMatrix, ropeTables, rmsNorm } from './ops';
-import type { Idefics2Params } from './weights';
+import type { DecoderModelParams } from './weights';
 
 /** Per-layer rotated keys and values of a prefix of `length` rows (owned; dispose when done). */
 export class PrefixKv {
@@ -52,7 +52,7 @@ type Attend = (q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, layer: number, pr
  * row but queries, attention output and MLP only for those rows (nothing else is read): h is then
  * [keepRows, d].
  */
-function decoderLayers(params: Idefics2Params, config: Idefics2Config, input: tf.Tensor2D, positions: ArrayLike<number>, attend: Attend, capture: boolean, keepRows?: readonly number[]): { h: tf.Tensor2D; keys: tf.Tensor2D[]; values: tf.Tensor2D[] } {
+function decoderLayers(params: DecoderModelParams, config: DecoderModelConfig, input: tf.Tensor2D, positions: ArrayLike<number>, attend: Attend, capture: boolean, keepRows?: readonly number[]): { h: tf.Tensor2D; keys: tf.Tensor2D[]; values: tf.Tensor2D[] } {
   const tc = config.text;
   const N = input.shape[0];
   const keys: tf.Tensor2D[] = [];
@@ -93,7 +93,7 @@ function decoderLayers(params: Idefics2Params, config: Idefics2Config, input: tf
 }
 
 /** Runs prefix embeddings [L, d] (positions 0..L-1, causal) and keeps their key-value state. */
-export function runPrefix(params: Idefics2Params, config: Idefics2Config, embeds: tf.Tensor2D): PrefixKv {
+export function runPrefix(params: DecoderModelParams, config: DecoderModelConfig, embeds: tf.Tensor2D): PrefixKv {
   const L = embeds.shape[0];
   if (embeds.shape[1] !== config.text.hiddenSize) throw new Error(`prefix embeddings have width ${embeds.shape[1]}; text_config.hidden_size is ${config.text.hiddenSize}`);
   if (L === 0) throw new Error('the prefix has no rows');
@@ -109,7 +109,7 @@ export function runPrefix(params: Idefics2Params, config: Idefics2Config, embeds
  * Logits [suffixes, vocab] at the last row of each suffix. `embeds` [sum(lengths), d] holds the
  * suffixes one after another; suffix i has `lengths[i]` rows.
  */
-export function runAfterPrefix(params: Idefics2Params, config: Idefics2Config, kv: PrefixKv, embeds: tf.Tensor2D, lengths: readonly number[]): tf.Tensor2D {
+export function runAfterPrefix(params: DecoderModelParams, config: DecoderModelConfig, kv: PrefixKv, embeds: tf.Tensor2D, lengths: readonly number[]): tf.Tensor2D {
   const tc = config.text;
   const N = embeds.shape[0];
   const total = lengths.reduce((s, n) => s + n, 0);
@@ -153,7 +153,7 @@ export function runAfterPrefix(params: Idefics2Params, config: Idefics2Config, k
 }
 
 /** Attention through planned segments (./attention.ts); with `past`, the keys and values are past's rows then the layer's own. */
-function segmentAttend(config: Idefics2Config, plan: readonly PlannedSegment[], past: PrefixKv | null): Attend {
+function segmentAttend(config: DecoderModelConfig, plan: readonly PlannedSegment[], past: PrefixKv | null): Attend {
   const tc = config.text;
   const dims = { heads: tc.numHeads, kvHeads: tc.numKvHeads, headDim: tc.headDim };
   return (q, k, v, l) => {
@@ -164,7 +164,7 @@ function segmentAttend(config: Idefics2Config, plan: readonly PlannedSegment[], 
 }
 
 /** Segments with the text model's sliding window, planned (masks are tensors: disposePlan them). */
-function plan(config: Idefics2Config, segments: readonly AttentionSegment[]): PlannedSegment[] {
+function plan(config: DecoderModelConfig, segments: readonly AttentionSegment[]): PlannedSegment[] {
   return planSegments(segments.map((s) => ({ ...s, window: s.window ?? config.text.slidingWindow })));
 }
 

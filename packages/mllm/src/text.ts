@@ -21,12 +21,12 @@
  * i - j < sliding_window), so sequences longer than the window are computed as transformers does.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Idefics2Config } from './config';
+import type { DecoderModelConfig } from './config';
 import { checkpointed, recordingGradients } from '@userpref/quant';
 import { loraVariables, type RunContext } from './linear';
 import { planSegments, segmentAttention, type AttentionSegment } from './attention';
 import { applyRope, gatedActivation, halfSwapMatrix, ropeTables, rmsNorm } from './ops';
-import type { Idefics2Params, TextLayerParams } from './weights';
+import type { DecoderModelParams, TextLayerParams } from './weights';
 
 export interface TextForwardOptions {
   /** [B*T] 1 = real token, 0 = pad; omitted = all real. */
@@ -95,7 +95,7 @@ function lookupRows(table: tf.Tensor2D, ids: readonly number[]): tf.Tensor2D {
  * Input embeddings of token ids [B*T] with the image features [nImages, latents, d] placed, in
  * order, at the image-token positions (transformers' inputs_merger / masked_scatter).
  */
-export function mergeInputEmbeddings(params: Idefics2Params, config: Idefics2Config, inputIds: ArrayLike<number>, B: number, T: number, imageFeatures: tf.Tensor3D | null): tf.Tensor3D {
+export function mergeInputEmbeddings(params: DecoderModelParams, config: DecoderModelConfig, inputIds: ArrayLike<number>, B: number, T: number, imageFeatures: tf.Tensor3D | null): tf.Tensor3D {
   const d = config.text.hiddenSize;
   const imageId = config.imageTokenId;
   const vocab = config.text.vocabSize;
@@ -167,7 +167,7 @@ export interface PackedTextResult {
  * attention runs per segment (./attention.ts). Only the read rows reach the final norm and the LM
  * head.
  */
-export function textForwardPacked(params: Idefics2Params, config: Idefics2Config, input: PackedTextInput, options: PackedTextOptions): PackedTextResult {
+export function textForwardPacked(params: DecoderModelParams, config: DecoderModelConfig, input: PackedTextInput, options: PackedTextOptions): PackedTextResult {
   const tc = config.text;
   const [N, d] = input.embeds.shape;
   if (d !== tc.hiddenSize) throw new Error(`embeddings have width ${d}; text_config.hidden_size is ${tc.hiddenSize}`);
@@ -251,7 +251,7 @@ export function rowContext(ctx: RunContext, i: number): RunContext {
  * other mask pattern through a key mask. Pad query rows attend to their row's real keys (as in
  * transformers), so they stay finite; their values are never read.
  */
-export function textForward(params: Idefics2Params, config: Idefics2Config, embeds: tf.Tensor3D, options: TextForwardOptions): TextForwardResult {
+export function textForward(params: DecoderModelParams, config: DecoderModelConfig, embeds: tf.Tensor3D, options: TextForwardOptions): TextForwardResult {
   const tc = config.text;
   const [B, T, d] = embeds.shape;
   if (d !== tc.hiddenSize) throw new Error(`embeddings have width ${d}; text_config.hidden_size is ${tc.hiddenSize}`);

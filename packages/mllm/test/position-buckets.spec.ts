@@ -1,14 +1,15 @@
 /**
  * Vision position buckets against transformers for every grid and every patch count: the table
- * (fixtures/goldens/position_buckets.bin.gz) was read off transformers' Idefics2VisionEmbeddings
- * on CPU torch by tools/goldens/make_position_bucket_table.py.
+ * (fixtures/position_buckets.bin.gz) was read off transformers' Idefics2VisionEmbeddings
+ * on CPU torch by goldens/make_position_bucket_table.py.
  */
 import { createHash } from 'crypto';
 import { readFileSync } from 'fs';
 import * as path from 'path';
 import { gunzipSync } from 'zlib';
-import { bucketPosition, patchLayout, positionBoundaries } from '../src/model/vision';
-import { GOLDEN_DIR } from './model-fixtures';
+import { bucketPosition, patchLayout, positionBoundaries } from '../src/vision';
+
+const GOLDEN_DIR = path.join(__dirname, 'fixtures');
 
 const meta = JSON.parse(readFileSync(path.join(GOLDEN_DIR, 'position_buckets.json'), 'utf8')) as {
   max_per_side: number;

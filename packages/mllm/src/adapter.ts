@@ -1,9 +1,9 @@
 /**
- * A LoRA adapter attached to an Idefics2Model, saved and loaded as a PEFT adapter directory
- * (adapter_config.json + adapter_model.safetensors) so PEFT / transformers read what we write and
- * we read theirs.
+ * A LoRA adapter attached to a model (any LoraTarget: IDEFICS2, Idefics3 / SmolVLM), saved and
+ * loaded as a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) so PEFT /
+ * transformers read what we write and we read theirs.
  *
- * Tensor names: PEFT's save_pretrained of get_peft_model(Idefics2ForConditionalGeneration) writes
+ * Tensor names: PEFT's save_pretrained of get_peft_model(<model>ForConditionalGeneration) writes
  * `base_model.model.<module>.lora_A.weight` / `.lora_B.weight` (A [r, in], B [out, r]); transformers'
  * add_adapter + save_pretrained writes `<module>.lora_A.weight` without the prefix. Both are read;
  * an in-memory style `.lora_A.<adapter>.weight` is accepted too. We write PEFT's form.
@@ -12,8 +12,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '@userpref/safetensors';
-import type { Idefics2Model } from '../model/idefics2';
-import type { Linear, LinearPart } from '../model/linear';
+import type { Linear, LinearPart } from './linear';
 import { LoraModule, targetMatcher, validateLoraSettings, type LoraSettings } from './lora';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -22,6 +21,11 @@ const PEFT_PREFIX = 'base_model.model.';
 
 /** Modules PEFT could adapt but this implementation does not (Conv2d / Embedding layers). */
 const UNSUPPORTED_TARGETS = ['model.vision_model.embeddings.patch_embedding', 'model.vision_model.embeddings.position_embedding', 'model.text_model.embed_tokens'];
+
+/** What an adapter attaches to: every Linear of a model, each part named like its Hugging Face module. */
+export interface LoraTarget {
+  linears(): Linear[];
+}
 
 export class LoraAdapterError extends Error {
   /** A user-facing failure: printed as one line by the runners (isExpectedError in core). */
@@ -38,7 +42,7 @@ export class LoraAdapter {
    * Creates LoRA modules on every Linear whose Hugging Face module name the settings target
    * (PEFT matching), replacing any adapter already attached. `seed` draws the gaussian A.
    */
-  static attach(model: Idefics2Model, settings: LoraSettings, seed: number): LoraAdapter {
+  static attach(model: LoraTarget, settings: LoraSettings, seed: number): LoraAdapter {
     validateLoraSettings(settings);
     const match = targetMatcher(settings.targetModules);
     for (const name of UNSUPPORTED_TARGETS) {
@@ -143,7 +147,7 @@ export class LoraAdapter {
    * Every tensor must belong to a targeted module with the right shape, and every targeted module
    * must have both tensors.
    */
-  static async load(model: Idefics2Model, dir: string): Promise<LoraAdapter> {
+  static async load(model: LoraTarget, dir: string): Promise<LoraAdapter> {
     const cfgFile = path.join(dir, ADAPTER_CONFIG);
     const settings = parseAdapterConfig(await readJson(cfgFile), cfgFile);
     const file = path.join(dir, ADAPTER_WEIGHTS);

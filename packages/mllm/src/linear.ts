@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { recordingGradients, type PackedMatrix } from '@userpref/quant';
-import type { LoraModule } from '../lora/lora';
+import type { LoraModule } from './lora';
 
 export interface LinearPart {
   /** Hugging Face module name, e.g. `model.text_model.layers.0.self_attn.q_proj`. */
