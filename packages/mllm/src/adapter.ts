@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '@userpref/safetensors';
 import type { Linear, LinearPart } from './linear';
 import { LoraModule, targetMatcher, validateLoraSettings, type LoraSettings } from './lora';
+import { loraConfigToJson, loraSettingsFromJson } from './peft-config';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -51,6 +52,7 @@ export class LoraAdapter {
     const entries: Array<{ part: LinearPart; linear: Linear; module: LoraModule }> = [];
     for (const linear of model.linears()) {
       for (const part of linear.parts) {
+        if (part.merged) throw new LoraAdapterError(`'${part.name}' holds a merged LoRA adapter; unmerge() or detach() it before attaching another`);
         if (part.lora) {
           part.lora.dispose();
           part.lora = null;
@@ -69,9 +71,14 @@ export class LoraAdapter {
     return this.entries.map((e) => e.module);
   }
 
-  /** The trainable variables: A^T and B^T of every module. */
+  /** The trainable variables: A^T and B^T of every module not merged into the weights. */
   variables(): tf.Variable[] {
-    return this.entries.flatMap((e) => [e.module.a, e.module.b]);
+    return this.entries.filter((e) => e.part.lora === e.module).flatMap((e) => [e.module.a, e.module.b]);
+  }
+
+  /** True while the adapter is folded into the frozen weights (merge, until unmerge). */
+  get merged(): boolean {
+    return this.entries.length > 0 && this.entries.every((e) => e.part.merged === e.module);
   }
 
   numParameters(): number {
@@ -98,42 +105,50 @@ export class LoraAdapter {
   /** Writes a PEFT adapter directory. */
   async save(dir: string, baseModelNameOrPath: string | null): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
-    const s = this.settings;
-    const config = {
-      peft_type: 'LORA',
-      task_type: 'CAUSAL_LM',
-      base_model_name_or_path: baseModelNameOrPath,
-      r: s.r,
-      lora_alpha: s.alpha,
-      lora_dropout: s.dropout,
-      target_modules: typeof s.targetModules === 'string' ? s.targetModules : [...s.targetModules],
-      bias: 'none',
-      fan_in_fan_out: false,
-      init_lora_weights: s.init === 'gaussian' ? 'gaussian' : false,
-      use_rslora: s.useRslora ?? false,
-      use_dora: false,
-      modules_to_save: null,
-      layers_to_transform: null,
-      layers_pattern: null,
-      rank_pattern: {},
-      alpha_pattern: {},
-      inference_mode: true,
-      revision: null,
-    };
+    const config = loraConfigToJson(this.settings, { baseModelNameOrPath });
     await fs.writeFile(path.join(dir, ADAPTER_CONFIG), JSON.stringify(config, null, 2) + '\n');
     await writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), this.peftTensors(), { format: 'pt' });
   }
 
-  /** Folds every module into the frozen weights (inference) and frees the LoRA variables. */
-  merge(): void {
-    const linears = new Set(this.entries.map((e) => e.linear));
-    for (const l of linears) l.mergeLora();
-    for (const e of this.entries) e.module.dispose();
+  /**
+   * Folds every module into the frozen weights (PEFT's merge_adapter): inference then runs one
+   * product per layer, and nothing is left to train (variables() is empty) until unmerge().
+   * `safe` (default true, PEFT's safe_merge) refuses NaN / infinite merged weights, naming the
+   * layer, and leaves the whole model unmerged. A no-op when already merged.
+   */
+  merge(options: { safe?: boolean } = {}): void {
+    if (this.merged) return;
+    const safe = options.safe ?? true;
+    const done: Linear[] = [];
+    for (const l of new Set(this.entries.map((e) => e.linear))) {
+      try {
+        l.mergeLora({ safe });
+      } catch (e) {
+        for (const d of done) d.unmergeLora();
+        throw new LoraAdapterError((e as Error).message);
+      }
+      done.push(l);
+    }
+  }
+
+  /** Takes a merged adapter out of the weights again (PEFT's unmerge_adapter); a no-op when not merged. */
+  unmerge(): void {
+    for (const l of new Set(this.entries.filter((e) => e.part.merged === e.module).map((e) => e.linear))) l.unmergeLora();
+  }
+
+  /** merge(), then frees the LoRA variables (PEFT's merge_and_unload): the merged weights stay, for good. */
+  mergeAndUnload(options: { safe?: boolean } = {}): void {
+    this.merge(options);
+    for (const e of this.entries) {
+      if (e.part.merged === e.module) e.part.merged = null;
+      e.module.dispose();
+    }
     this.entries.length = 0;
   }
 
-  /** Removes the adapter from the model. */
+  /** Removes the adapter from the model (a merged one is first taken out of the weights). */
   detach(): void {
+    this.unmerge();
     for (const e of this.entries) {
       if (e.part.lora === e.module) e.part.lora = null;
       e.module.dispose();
@@ -206,36 +221,11 @@ export function parsePeftKey(key: string): { module: string; which: 'A' | 'B' } 
   return m ? { module: m[1], which: m[2] as 'A' | 'B' } : null;
 }
 
-/** adapter_config.json -> LoRA settings, rejecting what this implementation would not honour. */
+/** adapter_config.json -> LoRA settings, rejecting what this implementation would not honour (PEFT_LORA_CONFIG). */
 export function parseAdapterConfig(json: Record<string, unknown>, file: string): LoraSettings {
-  const fail = (key: string, msg: string): never => {
-    throw new LoraAdapterError(`${file}: '${key}' ${msg}`);
-  };
-  if (json.peft_type !== 'LORA') fail('peft_type', `is ${JSON.stringify(json.peft_type)}; only LORA adapters are supported`);
-  const num = (key: string): number => {
-    const v = json[key];
-    if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a number, got ${JSON.stringify(v)}`);
-    return v as number;
-  };
-  const r = num('r');
-  const alpha = num('lora_alpha');
-  const dropout = json.lora_dropout === undefined ? 0 : num('lora_dropout');
-  const tm = json.target_modules;
-  if (!(typeof tm === 'string' || (Array.isArray(tm) && tm.every((x) => typeof x === 'string')))) fail('target_modules', `must be a regex string or a list of names, got ${JSON.stringify(tm)}`);
-  if (json.bias !== undefined && json.bias !== 'none') fail('bias', `is ${JSON.stringify(json.bias)}; only 'none' is supported`);
-  if (json.use_dora) fail('use_dora', 'is true; DoRA is not supported');
-  if (json.fan_in_fan_out) fail('fan_in_fan_out', 'is true; not supported for Linear layers');
-  if (Array.isArray(json.modules_to_save) && json.modules_to_save.length > 0) fail('modules_to_save', 'is not supported (fully trained extra modules)');
-  for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
-    const v = json[key];
-    if (v && typeof v === 'object' && Object.keys(v).length > 0) fail(key, 'is not supported (per-module ranks)');
-  }
-  for (const key of ['layers_to_transform', 'exclude_modules', 'target_parameters', 'trainable_token_indices', 'layer_replication'] as const) {
-    if (json[key] !== undefined && json[key] !== null) fail(key, `is ${JSON.stringify(json[key])}; not supported`);
-  }
-  if (json.lora_bias === true) fail('lora_bias', 'is true; LoRA with a bias on B is not supported');
-  const settings: LoraSettings = { r, alpha, dropout, targetModules: tm as string | string[], init: 'zeros', useRslora: json.use_rslora === true };
+  let settings: LoraSettings;
   try {
+    settings = loraSettingsFromJson(json, file);
     validateLoraSettings(settings, file);
   } catch (e) {
     throw new LoraAdapterError((e as Error).message);

@@ -24,6 +24,8 @@ export { LoraModule, targetMatcher, loraScale, validateLoraSettings } from './lo
 export type { LoraSettings, LoraInit } from './lora';
 export { LoraAdapter, LoraAdapterError, parseAdapterConfig, parsePeftKey, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './adapter';
 export type { LoraTarget } from './adapter';
+export { PEFT_LORA_CONFIG, PeftConfigError, loraConfigToJson, loraSettingsFromJson } from './peft-config';
+export type { PeftWriteContext } from './peft-config';
 export { ConfigReader, parseVisionConfig, parseTextConfig, ropeTheta, ACTIVATIONS } from './config';
 export type { Activation, VisionConfig, TextConfig, VisionModelConfig, DecoderModelConfig, TextFamily, Json } from './config';
 export { WeightSource, TENSOR_NAME_ALIASES, readVisionTower, readDecoder, visionLinears, decoderLinears, visionNorms, decoderNorms, disposeNorms, visionTensorCount, decoderTensorCount } from './weights';

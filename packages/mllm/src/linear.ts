@@ -20,6 +20,8 @@ export interface LinearPart {
   readonly name: string;
   readonly out: number;
   lora: LoraModule | null;
+  /** An adapter folded into the frozen weight by mergeLora (kept so unmergeLora can take it out again). */
+  merged?: LoraModule | null;
 }
 
 /** Per-call settings: dropout only in training, with masks derived from a seed. */
@@ -131,23 +133,62 @@ export class Linear {
     return this.apply(x, ctx)[0];
   }
 
-  /** Adds each part's LoRA delta (scale A^T B^T) into the frozen weight and detaches the adapters. */
-  mergeLora(): void {
-    if (!this.parts.some((p) => p.lora)) return;
-    if (this.packed) throw new Error(`Linear ${this.parts.map((p) => p.name).join('|')}: cannot merge a LoRA adapter into a ${this.packed.bits}-bit packed base (load the base in float32 to merge)`);
-    const merged = tf.tidy(() => {
+  private get label(): string {
+    return this.parts.map((p) => p.name).join('|');
+  }
+
+  /** The float32 weight with `sign` * each selected part's delta (scale A^T B^T) added to its columns. */
+  private withDeltas(pick: (p: LinearPart) => LoraModule | null | undefined, sign: 1 | -1): tf.Tensor2D {
+    return tf.tidy(() => {
       const cols = this.parts.length === 1 ? [this.w] : tf.split(this.w, this.parts.map((p) => p.out), 1);
       return tf.concat(
         cols.map((c, i) => {
-          const lora = this.parts[i].lora;
-          return lora ? tf.add(c, lora.weightDelta()) : c;
+          const m = pick(this.parts[i]);
+          return m ? (sign > 0 ? tf.add(c, m.weightDelta()) : tf.sub(c, m.weightDelta())) : c;
         }),
         1,
       ) as tf.Tensor2D;
     });
+  }
+
+  /**
+   * Adds each attached part's LoRA delta (scale A^T B^T) into the frozen weight (PEFT's merge):
+   * the part then runs without its adapter, which is kept as `merged` for unmergeLora. `safe`
+   * (PEFT's safe_merge) refuses a result with NaN or infinite entries and leaves the layer as it was.
+   */
+  mergeLora(options: { safe?: boolean } = {}): void {
+    const parts = this.parts.filter((p) => p.lora);
+    if (parts.length === 0) return;
+    if (this.packed) throw new Error(`Linear ${this.label}: cannot merge a LoRA adapter into a ${this.packed.bits}-bit packed base (load the base in float32 to merge)`);
+    const merged = this.withDeltas((p) => p.lora, 1);
+    if (options.safe) {
+      const finite = tf.tidy(() => tf.all(tf.isFinite(merged)));
+      const ok = finite.dataSync()[0] === 1;
+      finite.dispose();
+      if (!ok) {
+        merged.dispose();
+        throw new Error(`Linear ${this.label}: merging the LoRA adapter gives non-finite weights (NaN or Inf); the layer is left unmerged`);
+      }
+    }
     this.w.dispose();
     this.w = merged;
-    for (const p of this.parts) p.lora = null;
+    for (const p of parts) {
+      p.merged = p.lora;
+      p.lora = null;
+    }
+  }
+
+  /** Takes merged adapters out of the frozen weight again (PEFT's unmerge) and re-attaches them. */
+  unmergeLora(): void {
+    const parts = this.parts.filter((p) => p.merged);
+    if (parts.length === 0) return;
+    const base = this.withDeltas((p) => p.merged, -1);
+    this.w.dispose();
+    this.w = base;
+    for (const p of parts) {
+      p.lora = p.merged!;
+      p.merged = null;
+    }
   }
 
   dispose(): void {
