@@ -126,6 +126,13 @@ export const PRESETS = {
    * paired interval against the base is at most 4 points wide on every seed (the demo since issue 19).
    */
   'camps-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 2, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
+  /**
+   * An exploration of issue 19 (README "The embedded demo", config apps/demo/config/demo-camps4.json):
+   * camps-xl with four camps over the same two taste groups (random centres, so they disagree on
+   * different colour/texture combinations): the random purity baseline of mining drops to ~25%, and
+   * the taste is no longer one direction, so the base's reader turned by LoRA reaches less.
+   */
+  'camps4-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 

@@ -314,4 +314,11 @@ describe("the camps preset (the embedded demo's world)", () => {
     expect(rest).toEqual(rest0);
     expect([users, u0]).toEqual([288, 240]);
   });
+
+  it('camps4-xl (an exploration) is camps-xl with four camps', () => {
+    const { clusters, ...rest } = PRESETS['camps4-xl'];
+    const { clusters: c0, ...rest0 } = PRESETS['camps-xl'];
+    expect(rest).toEqual(rest0);
+    expect([clusters, c0]).toEqual([4, 2]);
+  });
 });
