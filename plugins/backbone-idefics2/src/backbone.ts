@@ -5,13 +5,13 @@
  * Work is placed where it is cheapest:
  * - `prepare` (async) tokenises, decodes and preprocesses each image and runs the frozen vision
  *   tower once per unique image, keeping its output in a byte-budgeted LRU (optionally spilled to
- *   disk) keyed by the image's content hash and a fingerprint of the vision weights (model/
- *   vision-cache.ts): SPEC §8's "re-encodes all 17 images twice" becomes "encodes each image once".
+ *   disk) keyed by the image's content hash and a fingerprint of the vision weights
+ *   (@userpref/mllm's vision-cache.ts): SPEC §8's "re-encodes all 17 images twice" becomes "encodes each image once".
  * - `pairLogits` (sync, differentiable) runs the LoRA-adapted connector once per unique image of
  *   the batch (the liked and disliked sequences share 16 of 17 images), then the text model.
  *   Shared prefix (default, option sharedPrefix): the liked- and disliked-target sequences of an
  *   example have the same tokens and images up to the target image, so that prefix runs once and
- *   only the two target turns run separately, attending to the prefix's keys (model/attention.ts);
+ *   only the two target turns run separately, attending to the prefix's keys (@userpref/mllm's attention.ts);
  *   gradients of both target turns flow back through the one prefix. The full path (two complete
  *   sequences per example) is kept (sharedPrefix: false) and gives the same logits. With LoRA
  *   dropout in training the shared prefix draws one dropout mask for both sequences (it is one
@@ -48,7 +48,6 @@ import {
   targetImages,
   textForwardPacked,
   visionTowerTensors,
-  type LoraInit,
   type LoraSettings,
   type PrefixKv,
   type ReadAt,
@@ -56,56 +55,14 @@ import {
   type VisionCacheStats,
   type VisionEntry,
 } from '@userpref/mllm';
-import { PAPER_TARGET_MODULES } from './lora';
 import { Idefics2Model } from './model/idefics2';
+import { DEFAULT_BACKBONE_OPTIONS, type Idefics2BackboneOptions } from './options';
 import { Idefics2Processor } from './processor';
 import { Idefics2AttentionProbe } from './probe/probe';
 import { processImage } from './processor/image';
 
-export interface Idefics2BackboneOptions {
-  /** Checkpoint directory (config.json, weights, tokenizer, processor files); relative to the run's baseDir. */
-  readonly path: string;
-  readonly lora: { readonly r: number; readonly alpha: number; readonly dropout: number; readonly targetModules: string; readonly init: LoraInit };
-  /** A PEFT adapter directory to load after init (replaces the fresh LoRA). */
-  readonly adapterPath?: string | null;
-  /** Fold the loaded adapter into the weights (inference only; no trainable variables remain). */
-  readonly mergeAdapter?: boolean;
-  readonly usePrompt: boolean;
-  /** Prompts cut to this many characters (code points); null keeps them whole. */
-  readonly maxPromptLen: number | null;
-  readonly dtype: 'float32';
-  /** Memory budget of the vision-output cache in bytes (LRU; 0 keeps nothing in memory). */
-  readonly imageCacheBytes: number;
-  /** Directory of the on-disk vision-output cache (relative to the run's baseDir), or null. */
-  readonly imageCacheDir?: string | null;
-  /** Run the common reference prefix of the liked / disliked sequences once (default true). */
-  readonly sharedPrefix?: boolean;
-  /**
-   * Frozen base precision: 32 (float32), 8 (int8 absmax per output channel) or 4 (NF4, blocks of
-   * 64, QLoRA): every Linear but the LM head is held packed and unpacked one layer at a time.
-   * LoRA stays float32.
-   */
-  readonly baseBits?: 32 | 8 | 4;
-  /** 4-bit base: quantize the NF4 block absmaxes again (QLoRA's double quantization, int8 here). */
-  readonly doubleQuant?: boolean;
-  /** Activation checkpointing per decoder, connector and vision layer in training (recompute in the backward). */
-  readonly checkpointing?: boolean;
-}
-
-export const DEFAULT_BACKBONE_OPTIONS: Omit<Idefics2BackboneOptions, 'path'> = {
-  lora: { r: 8, alpha: 8, dropout: 0.1, targetModules: PAPER_TARGET_MODULES, init: 'gaussian' },
-  adapterPath: null,
-  mergeAdapter: false,
-  usePrompt: true,
-  maxPromptLen: 100,
-  dtype: 'float32',
-  imageCacheBytes: 2 ** 30,
-  imageCacheDir: null,
-  sharedPrefix: true,
-  baseBits: 32,
-  doubleQuant: false,
-  checkpointing: false,
-};
+export { DEFAULT_BACKBONE_OPTIONS };
+export type { Idefics2BackboneOptions };
 
 /**
  * The shared-prefix layout: unique reference prefixes (examples of one user with the same history
@@ -497,7 +454,7 @@ export class Idefics2Backbone implements Backbone {
   /**
    * Ranking (Backbone.openHistory): the history's prefix (preference tokens if set, BOS, the
    * reference turns, the target's opening <fake_token_around_image>) runs once and its per-layer
-   * keys and values are kept (model/prefix-kv.ts); each call of `score` runs only the candidates'
+   * keys and values are kept (@userpref/mllm's prefix-kv.ts); each call of `score` runs only the candidates'
    * target turns on that state, HISTORY_CHUNK candidates per forward. The logits are those of the
    * full sequence of each candidate. The session holds the weights, adapter and preference tokens
    * of the moment it was opened.
