@@ -305,3 +305,40 @@ export function textForward(params: DecoderModelParams, config: DecoderModelConf
   }
   return result;
 }
+
+/** Input embeddings of a right-padded batch, with their mask and last real index. */
+export interface EmbeddedBatch {
+  /** [B, P + T, d] */
+  readonly embeds: tf.Tensor3D;
+  /** [B * (P + T)] */
+  readonly attentionMask: Uint8Array;
+  readonly lastIndex: number[];
+}
+
+/**
+ * Input embeddings of right-padded ids [B*T] with the image features placed in order at the image
+ * tokens (mergeInputEmbeddings), and optional rows [B, P, d] prepended before the first token of
+ * every sequence (preference tokens); the mask and last real index are those of the grown sequences.
+ */
+export function embedSequences(params: DecoderModelParams, config: DecoderModelConfig, inputIds: ArrayLike<number>, B: number, T: number, imageFeatures: tf.Tensor3D | null, attentionMask?: ArrayLike<number>, prefix?: tf.Tensor3D): EmbeddedBatch {
+  const mask = attentionMask ?? new Uint8Array(B * T).fill(1);
+  const lastIndex: number[] = [];
+  for (let b = 0; b < B; b++) {
+    let last = -1;
+    for (let t = 0; t < T; t++) if (mask[b * T + t]) last = t;
+    if (last < 0) throw new Error(`sequence ${b} of the batch has no real token (attention mask all zero)`);
+    lastIndex.push(last);
+  }
+  const base = mergeInputEmbeddings(params, config, inputIds, B, T, imageFeatures);
+  if (!prefix) return { embeds: base, attentionMask: Uint8Array.from(mask, (m) => (m ? 1 : 0)), lastIndex };
+  const [pb, P, pd] = prefix.shape;
+  if (pb !== B || pd !== config.text.hiddenSize) throw new Error(`prefix has shape [${prefix.shape.join(', ')}]; expected [${B}, length, ${config.text.hiddenSize}]`);
+  const embeds = tf.tidy(() => tf.concat([prefix, base], 1) as tf.Tensor3D);
+  base.dispose();
+  const grown = new Uint8Array(B * (P + T));
+  for (let b = 0; b < B; b++) {
+    grown.fill(1, b * (P + T), b * (P + T) + P);
+    for (let t = 0; t < T; t++) grown[b * (P + T) + P + t] = mask[b * T + t] ? 1 : 0;
+  }
+  return { embeds, attentionMask: grown, lastIndex: lastIndex.map((i) => i + P) };
+}

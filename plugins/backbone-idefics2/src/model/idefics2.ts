@@ -10,11 +10,13 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Idefics2ConfigError, parseIdefics2Config, type Idefics2Config } from './config';
-import { EVAL, mergeInputEmbeddings, textForward, visionTower, type Linear, type RunContext, type TextForwardOptions, type TextForwardResult, type VisionOutput } from '@userpref/mllm';
+import { EVAL, embedSequences, textForward, visionTower, type EmbeddedBatch, type Linear, type RunContext, type TextForwardOptions, type TextForwardResult, type VisionOutput } from '@userpref/mllm';
 import { connector } from './connector';
 import { allLinears, disposeParams, loadIdefics2Weights, type Idefics2Params, type LoadReport, type LoadWeightsOptions } from './weights';
 import { exportIdefics2Weights, saveIdefics2Checkpoint, type ExportedTensor, type SaveCheckpointOptions } from './export';
 import { makeBaseTrainable, type TrainableBaseOptions, type TrainableWeight } from './trainable';
+
+export type { EmbeddedBatch } from '@userpref/mllm';
 
 export interface ForwardInputs {
   /** [B*T] token ids, right padded. */
@@ -29,14 +31,6 @@ export interface ForwardInputs {
   readonly pixelAttentionMask?: ArrayLike<number> | null;
   /** [B, P, d] embeddings prepended before BOS of every sequence. */
   readonly prefix?: tf.Tensor3D;
-}
-
-export interface EmbeddedBatch {
-  /** [B, P + T, d] */
-  readonly embeds: tf.Tensor3D;
-  /** [B * (P + T)] */
-  readonly attentionMask: Uint8Array;
-  readonly lastIndex: number[];
 }
 
 export class Idefics2Model {
@@ -95,26 +89,7 @@ export class Idefics2Model {
    * and last real index of the grown sequences.
    */
   embed(inputIds: ArrayLike<number>, B: number, T: number, imageFeatures: tf.Tensor3D | null, attentionMask?: ArrayLike<number>, prefix?: tf.Tensor3D): EmbeddedBatch {
-    const mask = attentionMask ?? new Uint8Array(B * T).fill(1);
-    const base = mergeInputEmbeddings(this.params, this.config, inputIds, B, T, imageFeatures);
-    const lastIndex: number[] = [];
-    for (let b = 0; b < B; b++) {
-      let last = -1;
-      for (let t = 0; t < T; t++) if (mask[b * T + t]) last = t;
-      if (last < 0) throw new Error(`sequence ${b} of the batch has no real token (attention mask all zero)`);
-      lastIndex.push(last);
-    }
-    if (!prefix) return { embeds: base, attentionMask: Uint8Array.from(mask, (m) => (m ? 1 : 0)), lastIndex };
-    const [pb, P, pd] = prefix.shape;
-    if (pb !== B || pd !== this.config.text.hiddenSize) throw new Error(`prefix has shape [${prefix.shape.join(', ')}]; expected [${B}, length, ${this.config.text.hiddenSize}]`);
-    const embeds = tf.tidy(() => tf.concat([prefix, base], 1) as tf.Tensor3D);
-    base.dispose();
-    const grown = new Uint8Array(B * (P + T));
-    for (let b = 0; b < B; b++) {
-      grown.fill(1, b * (P + T), b * (P + T) + P);
-      for (let t = 0; t < T; t++) grown[b * (P + T) + P + t] = mask[b * T + t] ? 1 : 0;
-    }
-    return { embeds, attentionMask: grown, lastIndex: lastIndex.map((i) => i + P) };
+    return embedSequences(this.params, this.config, inputIds, B, T, imageFeatures, attentionMask, prefix);
   }
 
   textForward(embeds: tf.Tensor3D, options: TextForwardOptions): TextForwardResult {

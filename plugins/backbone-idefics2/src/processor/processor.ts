@@ -2,7 +2,8 @@
  * Builds the IDEFICS2 model inputs of SPEC §2 from a PreferenceExample, the way transformers'
  * Idefics2Processor does (apply_chat_template, then `<image>` expansion, then the tokenizer), with
  * the tokenizer and the chat template of the checkpoint loaded offline through
- * @huggingface/transformers and the image steps of ./image.ts.
+ * @huggingface/transformers and the image steps of ./image.ts. The chat itself (SPEC §2) and its
+ * readout tokens are @userpref/mllm's, shared with Idefics3.
  *
  * Sequence of one example (references in order, each pair ordered by `likedFirst[i]`):
  *
@@ -27,22 +28,27 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { PreferenceExample, PreferenceImage, ReadoutTokens, RgbImage } from '@userpref/core';
-import type * as Transformers from '@huggingface/transformers' with { 'resolution-mode': 'import' };
+import {
+  checkChatOptions,
+  imageProcessorSettings,
+  loadTokenizer,
+  preferenceChat,
+  readJson,
+  readJsonIfExists,
+  readoutTokens,
+  renderChat,
+  singleTokenId,
+  userText,
+  type ChatMessage,
+  type PreferenceChatOptions,
+  type Tokenizer,
+} from '@userpref/mllm';
 import { parseImageProcessorConfig, processImages, type ImageProcessorConfig, type PixelBatch } from './image';
 
-// transformers.js ships a CommonJS build for Node, but its typings are ESM-only under node16.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const transformers = require('@huggingface/transformers') as typeof Transformers;
+export type { ChatMessage } from '@userpref/mllm';
 
-export interface Idefics2ProcessorOptions {
-  /** Put "The prompt is '{prompt}'" in the user turns (the original's `--use_prompt`). */
-  readonly usePrompt: boolean;
-  /**
-   * Cut each prompt to its first `maxPromptLen` characters (Unicode code points, as the original
-   * sliced the Python string; not tokens). `null` keeps whole prompts.
-   */
-  readonly maxPromptLen: number | null;
-}
+/** usePrompt and maxPromptLen (@userpref/mllm's PreferenceChatOptions). */
+export type Idefics2ProcessorOptions = PreferenceChatOptions;
 
 /** Ids of the tokens the model code needs, all read from the tokenizer. */
 export interface Idefics2SpecialTokens {
@@ -80,42 +86,14 @@ export interface CollatedBatch {
   readonly lastIndex: Int32Array;
 }
 
-export interface ChatMessage {
-  role: 'user' | 'assistant';
-  content: Array<{ type: 'image' } | { type: 'text'; text: string }>;
-}
-
 const IMAGE_TOKEN = '<image>';
 const FAKE_IMAGE_TOKEN = '<fake_token_around_image>';
 const END_OF_UTTERANCE = '<end_of_utterance>';
 
-async function readJson(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
-async function readJsonIfExists(file: string): Promise<Record<string, unknown> | null> {
-  try {
-    await fs.access(file);
-  } catch {
-    return null;
-  }
-  return readJson(file);
-}
-
 export class Idefics2Processor {
   private constructor(
     readonly dir: string,
-    private readonly tokenizer: Transformers.PreTrainedTokenizer,
+    private readonly tokenizer: Tokenizer,
     private readonly chatTemplate: string,
     readonly imageConfig: ImageProcessorConfig,
     /** `<image>` tokens per image (perceiver_config.resampler_n_latents). */
@@ -132,23 +110,13 @@ export class Idefics2Processor {
    * settings from a local checkpoint directory. Never touches the network.
    */
   static async fromPretrained(dir: string, options: Idefics2ProcessorOptions): Promise<Idefics2Processor> {
-    if (typeof options?.usePrompt !== 'boolean') throw new Error(`Idefics2Processor: options.usePrompt must be a boolean, got ${JSON.stringify(options?.usePrompt)}`);
-    const maxLen = options.maxPromptLen;
-    if (maxLen !== null && (!Number.isInteger(maxLen) || maxLen < 0)) throw new Error(`Idefics2Processor: options.maxPromptLen must be a non-negative integer or null, got ${maxLen}`);
+    checkChatOptions(options, 'Idefics2Processor');
     const abs = path.resolve(dir);
     const config = await readJson(path.join(abs, 'config.json'));
-    const processorConfig = (await readJsonIfExists(path.join(abs, 'processor_config.json'))) ?? {};
-    // transformers 4 writes the image processor's settings to preprocessor_config.json;
-    // transformers 5 nests them in processor_config.json under "image_processor".
-    const preprocessorFile = path.join(abs, 'preprocessor_config.json');
-    const preprocessor = await readJsonIfExists(preprocessorFile);
-    const nested = processorConfig.image_processor;
-    if (!preprocessor && !(nested && typeof nested === 'object')) {
-      throw new Error(`${abs}: no image processor settings (preprocessor_config.json, or "image_processor" in processor_config.json)`);
-    }
-    const imageConfig = preprocessor
-      ? parseImageProcessorConfig(preprocessor, preprocessorFile)
-      : parseImageProcessorConfig(nested as Record<string, unknown>, `${path.join(abs, 'processor_config.json')} image_processor`);
+    const processorFile = path.join(abs, 'processor_config.json');
+    const processorConfig = (await readJsonIfExists(processorFile)) ?? {};
+    const settings = await imageProcessorSettings(abs, processorConfig, processorFile, path.join(abs, 'preprocessor_config.json'));
+    const imageConfig = parseImageProcessorConfig(settings.json, settings.file);
 
     const perceiver = config.perceiver_config as { resampler_n_latents?: unknown } | undefined;
     const latents = perceiver?.resampler_n_latents;
@@ -158,16 +126,7 @@ export class Idefics2Processor {
       throw new Error(`${abs}: processor_config.json image_seq_len ${seqLen} differs from config.json perceiver_config.resampler_n_latents ${latents}`);
     }
 
-    const env = transformers.env;
-    env.allowRemoteModels = false;
-    env.allowLocalModels = true;
-    // An absolute path is not a Hub model id, so transformers.js reads <abs>/<file> directly.
-    let tokenizer: Transformers.PreTrainedTokenizer;
-    try {
-      tokenizer = await transformers.AutoTokenizer.from_pretrained(abs, { local_files_only: true });
-    } catch (e) {
-      throw new Error(`cannot load the tokenizer of ${abs} (tokenizer.json, tokenizer_config.json): ${(e as Error).message}`);
-    }
+    const tokenizer = await loadTokenizer(abs);
     let chatTemplate = processorConfig.chat_template ?? tokenizer.chat_template;
     if (chatTemplate === undefined || chatTemplate === null) {
       try {
@@ -178,11 +137,7 @@ export class Idefics2Processor {
     }
     if (typeof chatTemplate !== 'string') throw new Error(`${abs}: the chat template must be a string`);
 
-    const single = (text: string): number => {
-      const ids = tokenizer.encode(text, { add_special_tokens: false });
-      if (ids.length !== 1) throw new Error(`${abs}: tokenizer encodes '${text}' as ${ids.length} tokens, expected one special token`);
-      return ids[0];
-    };
+    const single = (text: string): number => singleTokenId(tokenizer, text, abs);
     const tokens: Idefics2SpecialTokens = {
       image: single(IMAGE_TOKEN),
       fakeImage: single(FAKE_IMAGE_TOKEN),
@@ -197,69 +152,23 @@ export class Idefics2Processor {
     if (config.image_token_id !== undefined && config.image_token_id !== tokens.image) {
       throw new Error(`${abs}: config.json image_token_id ${config.image_token_id} is not the tokenizer's '<image>' id ${tokens.image}`);
     }
-    const processor = new Idefics2Processor(abs, tokenizer, chatTemplate, imageConfig, seqLen, tokens, { positive: -1, negative: -1 }, options);
-    return processor.withReadout();
-  }
-
-  /**
-   * The readout tokens are the tokens in which the "+" and "-" assistant turns differ: exactly one
-   * position must differ, so the model's next token after "Assistant:" is a single token.
-   */
-  private withReadout(): Idefics2Processor {
-    const turn = (answer: string) =>
-      this.tokenizer.encode(
-        this.renderChat([
-          { role: 'user', content: [{ type: 'text', text: 'x' }] },
-          { role: 'assistant', content: [{ type: 'text', text: answer }] },
-        ]),
-      );
-    const plus = turn('+');
-    const minus = turn('-');
-    const diff = plus.map((id, i) => i).filter((i) => plus[i] !== minus[i]);
-    if (plus.length !== minus.length || diff.length !== 1) {
-      throw new Error(`${this.dir}: the answers "+" and "-" are not single tokens in this tokenizer (${JSON.stringify(plus)} vs ${JSON.stringify(minus)})`);
-    }
-    const readout = { positive: plus[diff[0]], negative: minus[diff[0]] };
-    return new Idefics2Processor(this.dir, this.tokenizer, this.chatTemplate, this.imageConfig, this.imageSeqLen, this.tokens, readout, this.options);
+    return new Idefics2Processor(abs, tokenizer, chatTemplate, imageConfig, seqLen, tokens, readoutTokens(tokenizer, chatTemplate, abs), options);
   }
 
   /** The user text of one turn (SPEC §2), with the prompt cut to maxPromptLen characters. */
   userText(prompt: string): string {
-    if (!this.options.usePrompt) return 'Score for this image?';
-    const cut = this.options.maxPromptLen === null ? prompt : Array.from(prompt).slice(0, this.options.maxPromptLen).join('');
-    return `The prompt is '${cut}' Score for this image?`;
+    return userText(prompt, this.options);
   }
 
   /** The chat messages of an example; images in sequence order (the target last). */
   messages(example: PreferenceExample): { messages: ChatMessage[]; images: Array<PreferenceImage | 'target'> } {
-    const { references, likedFirst } = example;
-    if (likedFirst.length !== references.length) {
-      throw new Error(`example of user ${example.userId}: ${references.length} references but ${likedFirst.length} likedFirst flags`);
-    }
-    const messages: ChatMessage[] = [];
-    const images: Array<PreferenceImage | 'target'> = [];
-    references.forEach((ref, i) => {
-      const order: Array<[PreferenceImage, string]> = likedFirst[i] ? [[ref.liked, '+'], [ref.disliked, '-']] : [[ref.disliked, '-'], [ref.liked, '+']];
-      for (const [image, answer] of order) {
-        messages.push({ role: 'user', content: [{ type: 'image' }, { type: 'text', text: this.userText(ref.prompt) }] });
-        messages.push({ role: 'assistant', content: [{ type: 'text', text: answer }] });
-        images.push(image);
-      }
-    });
-    messages.push({ role: 'user', content: [{ type: 'image' }, { type: 'text', text: this.userText(example.target.prompt) }] });
-    images.push('target');
-    return { messages, images };
+    const { messages, references } = preferenceChat(example, this.options);
+    return { messages, images: [...references, 'target'] };
   }
 
   /** The checkpoint's chat template applied to `messages`, ending with the "Assistant:" prompt. */
   renderChat(messages: ChatMessage[], addGenerationPrompt = false): string {
-    const out = this.tokenizer.apply_chat_template(messages as unknown as Transformers.Message[], {
-      chat_template: this.chatTemplate,
-      add_generation_prompt: addGenerationPrompt,
-      tokenize: false,
-    });
-    if (typeof out !== 'string') throw new Error('apply_chat_template did not return a string');
-    return out;
+    return renderChat(this.tokenizer, this.chatTemplate, messages, addGenerationPrompt);
   }
 
   /** Idefics2Processor's `<image>` expansion (no image splitting). */

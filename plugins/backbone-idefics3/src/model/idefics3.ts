@@ -15,9 +15,11 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { EVAL, mergeInputEmbeddings, textForward, visionTower, type Linear, type RunContext as ForwardContext, type TextForwardOptions, type TextForwardResult } from '@userpref/mllm';
+import { EVAL, embedSequences, textForward, visionTower, type EmbeddedBatch, type Linear, type RunContext as ForwardContext, type TextForwardOptions, type TextForwardResult } from '@userpref/mllm';
 import { Idefics3ConfigError, parseIdefics3Config, type Idefics3Config } from './config';
 import { allLinears, disposeParams, loadIdefics3Weights, type Idefics3Params, type LoadReport } from './weights';
+
+export type { EmbeddedBatch } from '@userpref/mllm';
 
 /**
  * transformers' Idefics3Connector.pixel_shuffle: x [n, seq, D] (seq = side^2 patches, row-major)
@@ -34,14 +36,6 @@ export function pixelShuffle(x: tf.Tensor3D, s: number): tf.Tensor3D {
     const b = tf.transpose(tf.reshape(a, [n, side / s, side / s, D * s * s]), [0, 2, 1, 3]);
     return tf.reshape(b, [n, seq / (s * s), D * s * s]) as tf.Tensor3D;
   });
-}
-
-export interface EmbeddedBatch {
-  /** [B, P + T, d] */
-  readonly embeds: tf.Tensor3D;
-  /** [B * (P + T)] */
-  readonly attentionMask: Uint8Array;
-  readonly lastIndex: number[];
 }
 
 export class Idefics3Model {
@@ -104,26 +98,7 @@ export class Idefics3Model {
    * token of every sequence (preference tokens).
    */
   embed(inputIds: ArrayLike<number>, B: number, T: number, features: tf.Tensor3D | null, attentionMask?: ArrayLike<number>, prefix?: tf.Tensor3D): EmbeddedBatch {
-    const mask = attentionMask ?? new Uint8Array(B * T).fill(1);
-    const lastIndex: number[] = [];
-    for (let b = 0; b < B; b++) {
-      let last = -1;
-      for (let t = 0; t < T; t++) if (mask[b * T + t]) last = t;
-      if (last < 0) throw new Error(`sequence ${b} of the batch has no real token (attention mask all zero)`);
-      lastIndex.push(last);
-    }
-    const base = mergeInputEmbeddings(this.params, this.config, inputIds, B, T, features);
-    if (!prefix) return { embeds: base, attentionMask: Uint8Array.from(mask, (m) => (m ? 1 : 0)), lastIndex };
-    const P = prefix.shape[1];
-    if (prefix.shape[0] !== B || prefix.shape[2] !== this.config.text.hiddenSize) throw new Error(`prefix has shape [${prefix.shape.join(', ')}]; expected [${B}, length, ${this.config.text.hiddenSize}]`);
-    const embeds = tf.tidy(() => tf.concat([prefix, base], 1) as tf.Tensor3D);
-    base.dispose();
-    const grown = new Uint8Array(B * (P + T));
-    for (let b = 0; b < B; b++) {
-      grown.fill(1, b * (P + T), b * (P + T) + P);
-      for (let t = 0; t < T; t++) grown[b * (P + T) + P + t] = mask[b * T + t] ? 1 : 0;
-    }
-    return { embeds, attentionMask: grown, lastIndex: lastIndex.map((i) => i + P) };
+    return embedSequences(this.params, this.config, inputIds, B, T, features, attentionMask, prefix);
   }
 
   textForward(embeds: tf.Tensor3D, options: TextForwardOptions): TextForwardResult {

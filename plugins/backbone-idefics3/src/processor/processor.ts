@@ -4,7 +4,7 @@
  * apply_chat_template with the checkpoint's template, each `<image>` replaced by its tile layout,
  * then the checkpoint's tokenizer (loaded offline through @huggingface/transformers).
  *
- * The chat is the IDEFICS2 backbone's (SPEC §2): per reference image a user turn
+ * The chat is @userpref/mllm's preferenceChat, the IDEFICS2 backbone's too (SPEC §2): per reference image a user turn
  * `<image>The prompt is '{prompt}' Score for this image?` and an assistant turn `+` or `-`; the
  * target's user turn last, ending with the generation prompt `Assistant:`. What the template adds
  * around it is the checkpoint's (SmolVLM's starts with `<|im_start|>`).
@@ -22,16 +22,23 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { PreferenceExample, PreferenceImage, ReadoutTokens } from '@userpref/core';
-import type * as Transformers from '@huggingface/transformers' with { 'resolution-mode': 'import' };
+import {
+  checkChatOptions,
+  imageProcessorSettings,
+  loadTokenizer,
+  preferenceChat,
+  readJsonIfExists,
+  readoutTokens,
+  renderChat,
+  singleTokenId,
+  userText,
+  type ChatMessage,
+  type PreferenceChatOptions,
+  type Tokenizer,
+} from '@userpref/mllm';
 import { parseIdefics3ImageConfig, type Idefics3ImageConfig } from './image';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const transformers = require('@huggingface/transformers') as typeof Transformers;
-
-export interface Idefics3ProcessorOptions {
-  readonly usePrompt: boolean;
-  /** Prompts cut to this many characters (code points), as the original; null keeps them whole. */
-  readonly maxPromptLen: number | null;
+export interface Idefics3ProcessorOptions extends PreferenceChatOptions {
   /** Overrides the checkpoint's do_image_splitting (null keeps it). */
   readonly imageSplitting?: boolean | null;
 }
@@ -55,34 +62,15 @@ export interface Idefics3Encoding {
   readonly targetStart: number;
 }
 
-interface ChatMessage {
-  role: 'user' | 'assistant';
-  content: Array<{ type: 'image' } | { type: 'text'; text: string }>;
-}
-
 export const IMAGE_TOKEN = '<image>';
 export const FAKE_IMAGE_TOKEN = '<fake_token_around_image>';
 export const GLOBAL_IMAGE_TOKEN = '<global-img>';
 export const END_OF_UTTERANCE = '<end_of_utterance>';
 
-async function readJsonIfExists(file: string): Promise<Record<string, unknown> | null> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    return null;
-  }
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
 export class Idefics3Processor {
   private constructor(
     readonly dir: string,
-    private readonly tokenizer: Transformers.PreTrainedTokenizer,
+    private readonly tokenizer: Tokenizer,
     private readonly chatTemplate: string,
     readonly imageConfig: Idefics3ImageConfig,
     readonly imageSeqLen: number,
@@ -97,17 +85,12 @@ export class Idefics3Processor {
    * preprocessor_config.json) of a local checkpoint; `expectedSeqLen` is the model's tokens per tile.
    */
   static async fromPretrained(dir: string, options: Idefics3ProcessorOptions, expected: { imageSeqLen: number; tileSize: number; imageTokenId: number }): Promise<Idefics3Processor> {
-    if (typeof options?.usePrompt !== 'boolean') throw new Error(`Idefics3Processor: options.usePrompt must be a boolean, got ${JSON.stringify(options?.usePrompt)}`);
-    const maxLen = options.maxPromptLen;
-    if (maxLen !== null && (!Number.isInteger(maxLen) || maxLen < 0)) throw new Error(`Idefics3Processor: options.maxPromptLen must be a non-negative integer or null, got ${maxLen}`);
+    checkChatOptions(options, 'Idefics3Processor');
     const abs = path.resolve(dir);
     const processorFile = path.join(abs, 'processor_config.json');
     const processorConfig = (await readJsonIfExists(processorFile)) ?? {};
-    const preprocessorFile = path.join(abs, 'preprocessor_config.json');
-    const preprocessor = await readJsonIfExists(preprocessorFile);
-    const nested = processorConfig.image_processor;
-    if (!preprocessor && !(nested && typeof nested === 'object')) throw new Error(`${abs}: no image processor settings (preprocessor_config.json, or "image_processor" in processor_config.json)`);
-    let imageConfig = preprocessor ? parseIdefics3ImageConfig(preprocessor, preprocessorFile) : parseIdefics3ImageConfig(nested as Record<string, unknown>, `${processorFile} image_processor`);
+    const settings = await imageProcessorSettings(abs, processorConfig, processorFile, path.join(abs, 'preprocessor_config.json'));
+    let imageConfig = parseIdefics3ImageConfig(settings.json, settings.file);
     if (options.imageSplitting !== undefined && options.imageSplitting !== null) imageConfig = { ...imageConfig, doImageSplitting: options.imageSplitting };
     if (imageConfig.tileSize !== expected.tileSize) {
       throw new Error(`${abs}: the image processor's max_image_size ${imageConfig.tileSize} differs from vision_config.image_size ${expected.tileSize}; tiles must fill the vision tower's position grid`);
@@ -115,15 +98,7 @@ export class Idefics3Processor {
     const seqLen = processorConfig.image_seq_len ?? expected.imageSeqLen;
     if (seqLen !== expected.imageSeqLen) throw new Error(`${abs}: processor_config.json image_seq_len ${seqLen} differs from the model's ${expected.imageSeqLen} tokens per tile ((image_size / patch_size)^2 / scale_factor^2)`);
 
-    const env = transformers.env;
-    env.allowRemoteModels = false;
-    env.allowLocalModels = true;
-    let tokenizer: Transformers.PreTrainedTokenizer;
-    try {
-      tokenizer = await transformers.AutoTokenizer.from_pretrained(abs, { local_files_only: true });
-    } catch (e) {
-      throw new Error(`cannot load the tokenizer of ${abs} (tokenizer.json, tokenizer_config.json): ${(e as Error).message}`);
-    }
+    const tokenizer = await loadTokenizer(abs);
     let chatTemplate: unknown = processorConfig.chat_template;
     if (chatTemplate === undefined || chatTemplate === null) {
       try {
@@ -134,11 +109,7 @@ export class Idefics3Processor {
     }
     if (typeof chatTemplate !== 'string') throw new Error(`${abs}: no chat template (processor_config.json, chat_template.jinja or tokenizer_config.json)`);
 
-    const single = (text: string): number => {
-      const ids = tokenizer.encode(text, { add_special_tokens: false });
-      if (ids.length !== 1) throw new Error(`${abs}: tokenizer encodes '${text}' as ${ids.length} tokens, expected one special token`);
-      return ids[0];
-    };
+    const single = (text: string): number => singleTokenId(tokenizer, text, abs);
     const tokens: Idefics3SpecialTokens = {
       image: single(IMAGE_TOKEN),
       fakeImage: single(FAKE_IMAGE_TOKEN),
@@ -148,54 +119,20 @@ export class Idefics3Processor {
     };
     for (const [k, v] of Object.entries(tokens)) if (typeof v !== 'number' || !Number.isInteger(v)) throw new Error(`${abs}: the tokenizer defines no ${k} token`);
     if (tokens.image !== expected.imageTokenId) throw new Error(`${abs}: config.json image_token_id ${expected.imageTokenId} is not the tokenizer's '<image>' id ${tokens.image}`);
-    const p = new Idefics3Processor(abs, tokenizer, chatTemplate, imageConfig, seqLen as number, tokens, { positive: -1, negative: -1 }, options);
-    return p.withReadout();
-  }
-
-  /** "+" and "-" as the assistant turns contain them: the one token in which the two turns differ. */
-  private withReadout(): Idefics3Processor {
-    const turn = (answer: string) =>
-      this.tokenizer.encode(
-        this.renderChat([
-          { role: 'user', content: [{ type: 'text', text: 'x' }] },
-          { role: 'assistant', content: [{ type: 'text', text: answer }] },
-        ]),
-      );
-    const plus = turn('+');
-    const minus = turn('-');
-    const diff = plus.map((_, i) => i).filter((i) => plus[i] !== minus[i]);
-    if (plus.length !== minus.length || diff.length !== 1) throw new Error(`${this.dir}: the answers "+" and "-" are not single tokens in this tokenizer (${JSON.stringify(plus)} vs ${JSON.stringify(minus)})`);
-    return new Idefics3Processor(this.dir, this.tokenizer, this.chatTemplate, this.imageConfig, this.imageSeqLen, this.tokens, { positive: plus[diff[0]], negative: minus[diff[0]] }, this.options);
+    return new Idefics3Processor(abs, tokenizer, chatTemplate, imageConfig, seqLen as number, tokens, readoutTokens(tokenizer, chatTemplate, abs), options);
   }
 
   userText(prompt: string): string {
-    if (!this.options.usePrompt) return 'Score for this image?';
-    const cut = this.options.maxPromptLen === null ? prompt : Array.from(prompt).slice(0, this.options.maxPromptLen).join('');
-    return `The prompt is '${cut}' Score for this image?`;
+    return userText(prompt, this.options);
   }
 
   /** The chat of an example and its reference images in sequence order (the target is not among them). */
   messages(example: Pick<PreferenceExample, 'userId' | 'references' | 'likedFirst'> & { target: { prompt: string } }): { messages: ChatMessage[]; references: PreferenceImage[] } {
-    const { references, likedFirst } = example;
-    if (likedFirst.length !== references.length) throw new Error(`example of user ${example.userId}: ${references.length} references but ${likedFirst.length} likedFirst flags`);
-    const messages: ChatMessage[] = [];
-    const images: PreferenceImage[] = [];
-    references.forEach((ref, i) => {
-      const order: Array<[PreferenceImage, string]> = likedFirst[i] ? [[ref.liked, '+'], [ref.disliked, '-']] : [[ref.disliked, '-'], [ref.liked, '+']];
-      for (const [image, answer] of order) {
-        messages.push({ role: 'user', content: [{ type: 'image' }, { type: 'text', text: this.userText(ref.prompt) }] });
-        messages.push({ role: 'assistant', content: [{ type: 'text', text: answer }] });
-        images.push(image);
-      }
-    });
-    messages.push({ role: 'user', content: [{ type: 'image' }, { type: 'text', text: this.userText(example.target.prompt) }] });
-    return { messages, references: images };
+    return preferenceChat(example, this.options);
   }
 
   renderChat(messages: ChatMessage[], addGenerationPrompt = false): string {
-    const out = this.tokenizer.apply_chat_template(messages as unknown as Transformers.Message[], { chat_template: this.chatTemplate, add_generation_prompt: addGenerationPrompt, tokenize: false });
-    if (typeof out !== 'string') throw new Error('apply_chat_template did not return a string');
-    return out;
+    return renderChat(this.tokenizer, this.chatTemplate, messages, addGenerationPrompt);
   }
 
   /** The text an image's `<image>` becomes (Idefics3Processor.replace_image_token). */
