@@ -44,7 +44,6 @@ import {
   targetImages,
   textForwardPacked,
   visionTowerTensors,
-  type LoraInit,
   type LoraSettings,
   type PrefixKv,
   type ReadAt,
@@ -53,43 +52,12 @@ import {
   type VisionEntry,
 } from '@userpref/mllm';
 import { Idefics3Model } from './model/idefics3';
+import { DEFAULT_IDEFICS3_OPTIONS, IDEFICS3_TARGET_MODULES, type Idefics3BackboneOptions } from './options';
 import { processIdefics3Image, tileLayout } from './processor/image';
 import { Idefics3Processor, type TileLayout } from './processor/processor';
 
-/**
- * The paper's LoRA targets on this architecture: the attention and MLP projections of the text
- * model (as on IDEFICS2's Mistral) and the connector's modality projection (IDEFICS2's connector is
- * its SwiGLU projection + perceiver; here it is the one `proj` Linear). The vision tower stays frozen.
- */
-export const IDEFICS3_TARGET_MODULES = '.*(text_model.*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj)|modality_projection\\.proj)$';
-
-export interface Idefics3BackboneOptions {
-  readonly path: string;
-  readonly lora: { readonly r: number; readonly alpha: number; readonly dropout: number; readonly targetModules: string; readonly init: LoraInit };
-  readonly adapterPath?: string | null;
-  readonly mergeAdapter?: boolean;
-  readonly usePrompt: boolean;
-  readonly maxPromptLen: number | null;
-  /** Override of the checkpoint's do_image_splitting (null keeps it). */
-  readonly imageSplitting?: boolean | null;
-  readonly dtype: 'float32';
-  readonly imageCacheBytes: number;
-  readonly imageCacheDir?: string | null;
-  readonly sharedPrefix?: boolean;
-}
-
-export const DEFAULT_IDEFICS3_OPTIONS: Omit<Idefics3BackboneOptions, 'path'> = {
-  lora: { r: 8, alpha: 8, dropout: 0.1, targetModules: IDEFICS3_TARGET_MODULES, init: 'gaussian' },
-  adapterPath: null,
-  mergeAdapter: false,
-  usePrompt: true,
-  maxPromptLen: 100,
-  imageSplitting: null,
-  dtype: 'float32',
-  imageCacheBytes: 2 ** 30,
-  imageCacheDir: null,
-  sharedPrefix: true,
-};
+export { DEFAULT_IDEFICS3_OPTIONS, IDEFICS3_TARGET_MODULES };
+export type { Idefics3BackboneOptions };
 
 /** Candidates scored per forward in a history session. */
 const HISTORY_CHUNK = 8;
