@@ -9,6 +9,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointReader } from '@userpref/safetensors';
 import { writeIdefics2Checkpoint } from '../src/checkpoint';
+import { padRows } from '@userpref/mllm';
 
 export const GOLDEN_DIR = path.join(__dirname, 'fixtures', 'goldens');
 
@@ -115,13 +116,7 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
  */
 export function goldenPaddedInputs(golden: ModelGolden): { ids: Int32Array; am: Uint8Array; T: number; pixelValues: tf.Tensor4D; mask: Uint8Array } {
   const g = golden.padded;
-  const T = Math.max(...g.input_ids.map((s) => s.length));
-  const ids = new Int32Array(2 * T).fill(g.pad_token_id);
-  const am = new Uint8Array(2 * T);
-  g.input_ids.forEach((s, b) => {
-    ids.set(s, b * T);
-    am.fill(1, b * T, b * T + s.length);
-  });
+  const { ids, mask: am, len: T } = padRows(g.input_ids.map((s) => Int32Array.from(s)), g.pad_token_id);
   const { pixelValues, mask } = recipeBatch([...g.images[0], ...g.images[1]], golden.image_sizes, golden.image_size);
   return { ids, am, T, pixelValues, mask };
 }

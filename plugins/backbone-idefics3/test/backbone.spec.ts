@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { PreferenceExample, PrefixContext, PrefixProvider } from '@userpref/core';
-import { LoraAdapter } from '@userpref/mllm';
+import { LoraAdapter, padRows } from '@userpref/mllm';
 import { initRuntime } from '@userpref/runtime';
 import { Idefics3Backbone, Idefics3Model, processIdefics3Image } from '../src';
 import { ARCHS, FIXTURES, checkpointDir, fixtureImage, readGolden, readImage, relErr } from './fixtures';
@@ -134,13 +134,7 @@ describe.each(ARCHS)('Idefics3Backbone on %s', (arch) => {
     const golden = await readGolden(arch);
     const model = await Idefics3Model.load(checkpointDir(arch));
     const g = golden.padded;
-    const T = Math.max(...g.input_ids.map((s) => s.length));
-    const ids = new Int32Array(2 * T).fill(g.pad_token_id);
-    const mask = new Uint8Array(2 * T);
-    g.input_ids.forEach((s, b) => {
-      ids.set(s, b * T);
-      mask.fill(1, b * T, b * T + s.length);
-    });
+    const { ids, mask, len: T } = padRows(g.input_ids.map((s) => Int32Array.from(s)), g.pad_token_id);
     const tiles: Float32Array[] = [];
     let M = 0;
     for (const i of [...g.images[0], ...g.images[1]]) {

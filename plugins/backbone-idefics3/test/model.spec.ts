@@ -11,6 +11,7 @@ import { Idefics3Model } from '../src/model/idefics3';
 import { Idefics3Processor, type TileLayout } from '../src/processor/processor';
 import { processIdefics3Image, type ProcessedImage } from '../src/processor/image';
 import { ARCHS, checkpointDir, fixtureImage, readGolden, readImage, relErr, type Golden } from './fixtures';
+import { padRows } from '@userpref/mllm';
 
 const TOL = 1e-5;
 const PROMPTS = ['a red car', 'a cat on a chair', 'a castle at sunset', 'a robot in a garden', 'an old man, oil painting'];
@@ -125,13 +126,7 @@ describe.each(ARCHS)('%s vs transformers', (arch) => {
 
   it('a right-padded batch of sequences with different tile counts matches, and equals each sequence alone', () => {
     const g = golden.padded;
-    const T = Math.max(...g.input_ids.map((s) => s.length));
-    const ids = new Int32Array(2 * T).fill(g.pad_token_id);
-    const mask = new Uint8Array(2 * T);
-    g.input_ids.forEach((s, b) => {
-      ids.set(s, b * T);
-      mask.fill(1, b * T, b * T + s.length);
-    });
+    const { ids, mask, len: T } = padRows(g.input_ids.map((s) => Int32Array.from(s)), g.pad_token_id);
     const px = tiles([...g.images[0], ...g.images[1]]);
     const logits = model.forward(ids, 2, T, px, mask);
     const rows = tf.split(logits, 2, 0).map((t) => t.dataSync());
