@@ -23,6 +23,8 @@ export interface VisionConfig {
   readonly numPatchesPerSide: number;
   readonly hiddenAct: Activation;
   readonly layerNormEps: number;
+  /** std of the random initialisation (transformers' initializer_range; 0.02 when absent). */
+  readonly initializerRange: number;
 }
 
 export interface TextConfig {
@@ -41,6 +43,8 @@ export interface TextConfig {
   readonly slidingWindow: number | null;
   readonly padTokenId: number | null;
   readonly bosTokenId: number | null;
+  /** std of the random initialisation (transformers' initializer_range; 0.02 when absent). */
+  readonly initializerRange: number;
 }
 
 /** What the vision tower reads of a model's config. */
@@ -115,6 +119,14 @@ export class ConfigReader {
     return v as Activation;
   }
 
+  /**
+   * initializer_range: only the std of a random initialisation (it changes no computation on loaded
+   * weights), so an absent key takes transformers' 0.02 without being listed in `defaulted`.
+   */
+  initializerRange(json: Json, prefix: string): number {
+    return json.initializer_range === undefined ? 0.02 : this.num(json, prefix, 'initializer_range', {});
+  }
+
   /** A flag this implementation computes only when false (`what` names the feature). */
   falseOnly(json: Json, prefix: string, key: string, defaults: Json, what: string): void {
     const v = this.raw(json, prefix, key, defaults);
@@ -141,6 +153,7 @@ export function parseVisionConfig(r: ConfigReader, v: Json, defaults: Json, vp =
     numPatchesPerSide: Math.floor(imageSize / patchSize),
     hiddenAct: r.act(v, vp, 'hidden_act', defaults),
     layerNormEps: r.num(v, vp, 'layer_norm_eps', defaults),
+    initializerRange: r.initializerRange(v, vp),
   };
   if (vision.numPatchesPerSide < 1) r.fail(`${vp}image_size`, `${imageSize} is smaller than ${vp}patch_size ${patchSize}`);
   return vision;
@@ -193,6 +206,7 @@ export function parseTextConfig(r: ConfigReader, t: Json, family: TextFamily, tp
     slidingWindow: family.slidingWindow ? r.intOrNull(t, tp, 'sliding_window', d) : null,
     padTokenId: r.intOrNull(t, tp, 'pad_token_id', d),
     bosTokenId: r.intOrNull(t, tp, 'bos_token_id', d),
+    initializerRange: r.initializerRange(t, tp),
   };
 }
 

@@ -28,6 +28,8 @@ export { PEFT_LORA_CONFIG, PeftConfigError, loraConfigToJson, loraSettingsFromJs
 export type { PeftWriteContext } from './peft-config';
 export { ConfigReader, parseVisionConfig, parseTextConfig, ropeTheta, ACTIVATIONS } from './config';
 export type { Activation, VisionConfig, TextConfig, VisionModelConfig, DecoderModelConfig, TextFamily, Json } from './config';
+export { SpecListBuilder, visionTowerSpecs, decoderSpecs, inSpecOrder, numel } from './specs';
+export type { TensorSpec, TensorInit } from './specs';
 export { WeightSource, TENSOR_NAME_ALIASES, readVisionTower, readDecoder, visionLinears, decoderLinears, visionNorms, decoderNorms, disposeNorms, visionTensorCount, decoderTensorCount } from './weights';
 export type { Norm, VisionLayerParams, TextLayerParams, VisionTowerParams, DecoderParams, VisionModelParams, DecoderModelParams, LoadReport, WeightSourceOptions } from './weights';
 export { rescaleNormalize, checkImageSize, preprocessorKeys } from './image';

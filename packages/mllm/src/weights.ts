@@ -20,6 +20,7 @@ import { PackedMatrix, type BaseBits } from '@userpref/quant';
 import type { CheckpointReader } from '@userpref/safetensors';
 import type { TextConfig, VisionConfig } from './config';
 import { Linear, type LinearPart } from './linear';
+import { decoderSpecs, visionTowerSpecs, type TensorSpec } from './specs';
 
 /** Canonical-name prefix -> alternative prefixes accepted in a checkpoint, tried in order. */
 export const TENSOR_NAME_ALIASES: ReadonlyArray<readonly [string, readonly string[]]> = [
@@ -103,6 +104,11 @@ export interface WeightSourceOptions {
   readonly doubleQuant?: boolean;
   /** The family's user-facing error (a missing tensor, a wrong shape). */
   readonly makeError: (message: string) => Error;
+  /**
+   * The model's tensor list (specs.ts): every read must be one of them with its shape, the progress
+   * total is its length, and checkAllRead() confirms each was read once.
+   */
+  readonly specs?: readonly TensorSpec[];
 }
 
 const shapeStr = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -116,6 +122,9 @@ export class WeightSource {
   readonly created: tf.Tensor[] = [];
   private readonly baseBits: BaseBits;
   private readonly doubleQuant: boolean;
+  private readonly specShapes: Map<string, readonly number[]> | null;
+  /** Canonical names read, in order. */
+  readonly visited: string[] = [];
 
   constructor(
     private readonly reader: CheckpointReader,
@@ -124,6 +133,23 @@ export class WeightSource {
     this.baseBits = options.baseBits ?? 32;
     this.doubleQuant = options.doubleQuant ?? false;
     if (![32, 8, 4].includes(this.baseBits)) throw options.makeError(`base precision must be 32, 8 or 4 bits, got ${this.baseBits}`);
+    this.specShapes = options.specs ? new Map(options.specs.map((s) => [s.name, s.shape])) : null;
+  }
+
+  /** Tensors to read in all (the spec list's length when given). */
+  get total(): number {
+    return this.options.specs?.length ?? this.options.total ?? 0;
+  }
+
+  /** Throws unless every tensor of the spec list was read exactly once (a reader that skipped or repeated one is a bug). */
+  checkAllRead(): void {
+    const specs = this.options.specs;
+    if (!specs) return;
+    const seen = new Set(this.visited);
+    const missing = specs.filter((s) => !seen.has(s.name)).map((s) => s.name);
+    if (missing.length > 0 || seen.size !== this.visited.length) {
+      throw new Error(`internal: the weight reader read ${this.visited.length} tensors (${seen.size} distinct) of the ${specs.length} in the spec list; not read: ${missing.slice(0, 5).join(', ') || 'none'}`);
+    }
   }
 
   resolve(name: string): string | null {
@@ -144,6 +170,10 @@ export class WeightSource {
 
   /** Reads `name`, checking its shape against what the config implies. */
   async read(name: string, shape: readonly number[]): Promise<Float32Array> {
+    if (this.specShapes) {
+      const spec = this.specShapes.get(name);
+      if (!spec || spec.length !== shape.length || spec.some((d, i) => d !== shape[i])) throw new Error(`internal: the weight reader asks for '${name}' ${shapeStr(shape)}, which the spec list ${spec ? `has as ${shapeStr(spec)}` : 'does not have'}`);
+    }
     const actual = this.resolve(name);
     if (actual === null) throw this.options.makeError(`checkpoint ${this.reader.dir} has no tensor '${name}' (expected shape ${shapeStr(shape)} from config.json)`);
     if (actual !== name) this.aliased[name] = actual;
@@ -153,7 +183,8 @@ export class WeightSource {
     const data = await this.reader.readFloat32(actual);
     this.used.add(actual);
     this.done++;
-    this.options.onProgress?.(this.done, this.options.total ?? 0, actual);
+    this.visited.push(name);
+    this.options.onProgress?.(this.done, this.total, actual);
     return data;
   }
 
@@ -223,12 +254,12 @@ export class WeightSource {
 
 /** Tensors of the vision tower (progress totals). */
 export function visionTensorCount(v: VisionConfig): number {
-  return 3 + v.numLayers * 16 + 2;
+  return visionTowerSpecs(v).length;
 }
 
-/** Tensors of the text model and the LM head (progress totals). */
-export function decoderTensorCount(t: TextConfig): number {
-  return 1 + t.numLayers * 9 + 1 + 1;
+/** Tensors of the text model and the LM head (none when tied) (progress totals). */
+export function decoderTensorCount(t: TextConfig, tied = false): number {
+  return decoderSpecs(t, tied).length;
 }
 
 /** The SigLIP tower under `prefix` (model.vision_model). */
@@ -259,8 +290,8 @@ export async function readVisionTower(src: WeightSource, v: VisionConfig, prefix
 }
 
 /**
- * The text model under `prefix` (model.text_model) and the LM head: with `tied` and no
- * lm_head.weight in the file, the head is the embedding matrix (`tiedHead`). The head is never packed.
+ * The text model under `prefix` (model.text_model) and the LM head: with `tied`, the head is the
+ * embedding matrix (`tiedHead`), as transformers ties it. The head is never packed.
  */
 export async function readDecoder(src: WeightSource, t: TextConfig, tied: boolean, prefix = 'model.text_model'): Promise<{ text: DecoderParams; tiedHead: boolean }> {
   const tp = prefix;
@@ -281,7 +312,9 @@ export async function readDecoder(src: WeightSource, t: TextConfig, tied: boolea
     });
   }
   const norm = await src.norm(`${tp}.norm`, td, false);
-  const tiedHead = tied && !src.has('lm_head.weight');
+  // As transformers' tie_weights: with tied embeddings the head IS the embedding, whether or not
+  // the file also holds an lm_head.weight (which is then reported unused).
+  const tiedHead = tied;
   const lmHead = tiedHead
     ? new Linear(src.keep(tf.transpose(embed) as tf.Tensor2D), null, [{ name: 'lm_head', out: t.vocabSize, lora: null }])
     : await src.linear(['lm_head'], [t.vocabSize], td, false, false);

@@ -3,6 +3,12 @@ export type Dtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8
 
 export const BYTES_PER: Record<Dtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
+/** The floating dtypes model weights are written in. */
+export type WeightDtype = 'F32' | 'F16' | 'BF16';
+
+/** config.json's torch_dtype for weights written in each dtype (transformers' names). */
+export const TORCH_DTYPE: Record<WeightDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 

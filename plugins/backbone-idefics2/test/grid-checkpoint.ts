@@ -9,6 +9,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { writeShardedCheckpoint } from '@userpref/safetensors';
 import { idefics2TensorSpecs, initTensor, writeIdefics2Checkpoint } from '../src/checkpoint';
+import { parseIdefics2Config } from '../src/model/config';
 
 export async function writeGridCheckpoint(outDir: string, perSide: number, seed = 0): Promise<void> {
   await writeIdefics2Checkpoint({ preset: 'tiny', outDir, seed });
@@ -19,6 +20,6 @@ export async function writeGridCheckpoint(outDir: string, perSide: number, seed 
   for (const f of await fs.readdir(outDir)) {
     if (/^model(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?$/.test(f)) await fs.rm(path.join(outDir, f));
   }
-  const tensors = idefics2TensorSpecs(config).map((spec) => ({ name: spec.name, dtype: 'F32' as const, shape: spec.shape, data: initTensor(spec, seed) }));
+  const tensors = idefics2TensorSpecs(parseIdefics2Config(config)).map((spec) => ({ name: spec.name, dtype: 'F32' as const, shape: spec.shape, data: initTensor(spec, seed) }));
   await writeShardedCheckpoint(outDir, tensors, {});
 }

@@ -7,9 +7,10 @@
  * "idefics2_perceiver", "mistral"). Model code must read every size from these files.
  */
 import { IDEFICS2_CHAT_TEMPLATE } from './tokenizer';
+import { TORCH_DTYPE, type WeightDtype } from '@userpref/safetensors';
 
 export type PresetName = 'tiny' | 'small';
-export type WeightDtype = 'F32' | 'F16' | 'BF16';
+export type { WeightDtype } from '@userpref/safetensors';
 
 export interface Idefics2Sizes {
   vision: { hiddenSize: number; intermediateSize: number; layers: number; heads: number; patchSize: number };
@@ -43,7 +44,6 @@ export const PRESETS: Record<PresetName, Idefics2Sizes> = {
   },
 };
 
-export const TORCH_DTYPE: Record<WeightDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
 /** initializer_range of every sub-config (as idefics2-8b); also the std of the random weights. */
 export const INITIALIZER_RANGE = 0.02;

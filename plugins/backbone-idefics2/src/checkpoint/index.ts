@@ -8,6 +8,7 @@ import * as path from 'path';
 import { writeShardedCheckpoint, type TensorToWrite } from '@userpref/safetensors';
 import { modelConfig, preprocessorConfig, processorConfig, PRESETS, type PresetName, type WeightDtype } from './config';
 import { buildTokenizer } from './tokenizer';
+import { parseIdefics2Config } from '../model/config';
 import { idefics2TensorSpecs, initTensor, numel } from './weights';
 
 export { PRESETS, INITIALIZER_RANGE } from './config';
@@ -39,7 +40,7 @@ export interface WrittenCheckpoint {
 
 /** Number of parameters a config.json describes. */
 export function countParameters(config: unknown): number {
-  return idefics2TensorSpecs(config).reduce((s, t) => s + numel(t.shape), 0);
+  return idefics2TensorSpecs(parseIdefics2Config(config)).reduce((s, t) => s + numel(t.shape), 0);
 }
 
 /** The config.json of a preset (what writeIdefics2Checkpoint writes), without writing anything. */
@@ -65,7 +66,7 @@ export async function writeIdefics2Checkpoint(options: WriteCheckpointOptions): 
 
   const tok = buildTokenizer(sizes.baseVocabSize, sizes.text.maxPositions);
   const config = modelConfig(preset, sizes, { vocabSize: tok.vocabSize, imageTokenId: tok.ids.image, bos: tok.ids.bos, eos: tok.ids.eos, pad: tok.ids.pad }, dtype);
-  const specs = idefics2TensorSpecs(config);
+  const specs = idefics2TensorSpecs(parseIdefics2Config(config));
 
   await fs.mkdir(outDir, { recursive: true });
   // A stale single file or index from an earlier run with other sharding would confuse loaders.

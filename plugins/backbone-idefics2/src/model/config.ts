@@ -21,6 +21,8 @@ export interface PerceiverConfig {
   readonly headDim: number;
   readonly numKvHeads: number;
   readonly rmsNormEps: number;
+  /** std of the random initialisation (initializer_range; 0.02 when absent). */
+  readonly initializerRange: number;
 }
 
 export interface Idefics2Config {
@@ -117,6 +119,7 @@ export function parseIdefics2Config(json: unknown, file = 'config.json'): Idefic
     headDim: r.int(p, pp, 'resampler_head_dim', PERCEIVER_DEFAULTS),
     numKvHeads: pKv,
     rmsNormEps: pEps,
+    initializerRange: r.initializerRange(p, pp),
   };
 
   const imageTokenId = r.int(top, '', 'image_token_id', { image_token_id: 32001 }, 0);

@@ -7,7 +7,7 @@
  * the Conv2d patch embedding became a [C*p*p, hidden] matrix; the LM head is [hidden, vocab].
  * Here each fused Linear is split by its parts' widths (the parts keep their HF module names) and
  * transposed back to [out, in]; the patch matrix goes back to [hidden, C, p, p]. Tensors are listed
- * in the order of the modules in modeling_idefics2.py (what save_pretrained and the random
+ * in the order of the spec list (model/specs.ts), i.e. of the modules in modeling_idefics2.py (what save_pretrained and the random
  * checkpoint writer produce), so exporting a freshly loaded F32 or BF16 checkpoint gives the same
  * bytes. With tie_word_embeddings, lm_head is not written (transformers ties it on load).
  *
@@ -17,9 +17,11 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { writeShardedCheckpoint, type TensorToWrite } from '@userpref/safetensors';
+import { inSpecOrder } from '@userpref/mllm';
+import { TORCH_DTYPE, writeShardedCheckpoint, type TensorToWrite, type WeightDtype } from '@userpref/safetensors';
 import type { Idefics2Config } from './config';
 import type { Linear } from '@userpref/mllm';
+import { idefics2TensorSpecs } from './specs';
 import type { Idefics2Params, Norm } from './weights';
 
 export interface ExportedTensor {
@@ -30,7 +32,8 @@ export interface ExportedTensor {
   readonly data: Float32Array;
 }
 
-export type ExportDtype = 'F32' | 'F16' | 'BF16';
+/** On-disk dtype of exported weights. */
+export type ExportDtype = WeightDtype;
 
 export interface SaveCheckpointOptions {
   /** On-disk dtype of the weights (default F32); config.json's torch_dtype follows. */
@@ -48,7 +51,6 @@ export interface SaveCheckpointOptions {
   configOverrides?: Record<string, unknown>;
 }
 
-const TORCH_DTYPE: Record<ExportDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 /** The weight files of a checkpoint directory (never copied from the source). */
 const WEIGHT_FILE = /^(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)(\.index\.json)?$/;
 
@@ -110,11 +112,8 @@ export function exportIdefics2Weights(params: Idefics2Params, c: Idefics2Config)
   pushPlain(`${vp}.embeddings.position_embedding.weight`, params.vision.posEmb, out);
   params.vision.layers.forEach((l, i) => {
     const lp = `${vp}.encoder.layers.${i}`;
-    // SiglipEncoderLayer order: self_attn (k, v, q, out), layer_norm1, mlp (fc1, fc2), layer_norm2.
-    const qkv: ExportedTensor[] = [];
-    splitLinear(l.qkv, qkv, true);
-    const byName = new Map(qkv.map((t) => [t.name, t]));
-    for (const proj of ['k_proj', 'v_proj', 'q_proj']) for (const s of ['weight', 'bias']) out.push(byName.get(`${lp}.self_attn.${proj}.${s}`)!);
+    // The fused q|k|v comes out as q, k, v; inSpecOrder puts it in SiglipEncoderLayer's k, v, q order.
+    splitLinear(l.qkv, out, true);
     splitLinear(l.out, out, true);
     pushNorm(`${lp}.layer_norm1`, l.ln1, out);
     splitLinear(l.fc1, out, true);
@@ -154,7 +153,7 @@ export function exportIdefics2Weights(params: Idefics2Params, c: Idefics2Config)
   });
   pushNorm(`${tp}.norm`, params.text.norm, out);
   if (!c.tieWordEmbeddings) splitLinear(params.text.lmHead, out, false);
-  return out;
+  return inSpecOrder(out, idefics2TensorSpecs(c), (m) => new Idefics2ExportError(m));
 }
 
 /**

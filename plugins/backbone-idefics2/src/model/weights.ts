@@ -18,13 +18,11 @@ import { CheckpointReader } from '@userpref/safetensors';
 import {
   decoderLinears,
   decoderNorms,
-  decoderTensorCount,
   disposeNorms,
   readDecoder,
   readVisionTower,
   visionLinears,
   visionNorms,
-  visionTensorCount,
   WeightSource,
   type DecoderParams,
   type Linear,
@@ -33,6 +31,7 @@ import {
   type VisionTowerParams,
 } from '@userpref/mllm';
 import type { Idefics2Config } from './config';
+import { idefics2TensorSpecs } from './specs';
 
 export { TENSOR_NAME_ALIASES } from '@userpref/mllm';
 export type { LoadReport, Norm, TextLayerParams, VisionLayerParams } from '@userpref/mllm';
@@ -78,15 +77,15 @@ export interface LoadWeightsOptions {
   doubleQuant?: boolean;
 }
 
-/** Number of tensors Idefics2ForConditionalGeneration has for this config (progress totals). */
+/** Number of tensors Idefics2ForConditionalGeneration has for this config (the spec list's length). */
 export function expectedTensorCount(c: Idefics2Config): number {
-  return visionTensorCount(c.vision) + 3 + 1 + c.perceiver.depth * 10 + 1 + decoderTensorCount(c.text);
+  return idefics2TensorSpecs(c).length;
 }
 
 export async function loadIdefics2Weights(dir: string, c: Idefics2Config, options: LoadWeightsOptions = {}): Promise<{ params: Idefics2Params; report: LoadReport }> {
   const reader = await CheckpointReader.open(dir);
   const src = new WeightSource(reader, {
-    total: expectedTensorCount(c),
+    specs: idefics2TensorSpecs(c),
     onProgress: options.onProgress,
     baseBits: options.baseBits ?? 32,
     doubleQuant: options.doubleQuant ?? false,
@@ -94,6 +93,7 @@ export async function loadIdefics2Weights(dir: string, c: Idefics2Config, option
   });
   try {
     const params = await readAll(src, c);
+    src.checkAllRead();
     const unused = reader.names().filter((n) => !src.used.has(n));
     return { params, report: { tensorsRead: src.done, unused, aliased: src.aliased } };
   } catch (e) {
