@@ -5,8 +5,8 @@ import * as path from 'path';
 import { STAGE1_LABEL, STAGE2_LABEL, demoSummary, summaryLines } from '../src/summary';
 
 const paired = [
-  { a: STAGE1_LABEL, b: 'base (no LoRA)', n: 640, difference: 0.135, ci95: [0.098, 0.173], aBetter: 92, bBetter: 20, pValue: 3.2e-12 },
-  { a: STAGE2_LABEL, b: STAGE1_LABEL, n: 640, difference: -0.003125, ci95: [-0.0125, 0.00625], aBetter: 3, bBetter: 5, pValue: 0.7265625 },
+  { a: STAGE1_LABEL, b: 'base (no LoRA)', n: 640, difference: 0.135, ci95: [0.098, 0.173] as [number, number], aBetter: 92, bBetter: 20, pValue: 3.2e-12 },
+  { a: STAGE2_LABEL, b: STAGE1_LABEL, n: 640, difference: -0.003125, ci95: [-0.0125, 0.00625] as [number, number], aBetter: 3, bBetter: 5, pValue: 0.7265625 },
 ];
 const purity = { k: 5, purity: 0.6535, randomBaseline: 0.4977, users: 217 };
 

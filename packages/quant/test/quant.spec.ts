@@ -122,9 +122,8 @@ function tensorflowLoads(): boolean {
 for (const backend of ['wasm', 'tensorflow', 'cpu'] as const) {
   (backend !== 'tensorflow' || tensorflowLoads() ? describe : describe.skip)(`device unpack on ${backend} (tfjs ops) = host values, bit-exact`, () => {
     beforeAll(async () => {
-      if (backend === 'runtime') await initRuntime({ device: 'cpu' }); // tensorflow (tfjs-node) when installed, else wasm
-      else await tf.setBackend('cpu');
-      if (backend === 'cpu') expect(tf.getBackend()).toBe('cpu');
+      await initRuntime({ device: 'cpu', prefer: backend });
+      expect(tf.getBackend()).toBe(backend);
     });
 
     it('unpackCodes gives every code back (all values of 8 and 4 bits)', () => {

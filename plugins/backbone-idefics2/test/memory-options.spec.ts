@@ -20,7 +20,10 @@ function example(user: string, refs: number, seed: number, label0: number, promp
 /** Preference tokens as a plain trainable matrix (stage 2's provider, without the plugin). */
 class Tokens implements PrefixProvider {
   readonly variable: tf.Variable;
-  constructor(length: number, d: number) {
+  constructor(
+    readonly length: number,
+    d: number,
+  ) {
     this.variable = tf.variable(tf.randomUniform([length, d], 0, 1, 'float32', 5), true);
   }
   prefix(ctx: PrefixContext): { embeddings: tf.Tensor3D } {

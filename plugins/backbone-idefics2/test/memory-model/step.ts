@@ -79,7 +79,7 @@ export async function openBackbone(dir: string, options: Record<string, unknown>
 export async function measureStep(backbone: Idefics2Backbone, batch: PreferenceExample[], seed = 7): Promise<StepMeasurement> {
   const vars = backbone.adapterVariables();
   // Trainer-resident state: AdamW m and v, the gradient accumulator.
-  const state = vars.flatMap((v) => [tf.zerosLike(v), tf.zerosLike(v), tf.zerosLike(v)]);
+  const state: tf.Tensor[] = vars.flatMap((v) => [tf.zerosLike(v), tf.zerosLike(v), tf.zerosLike(v)]);
   const prepared = await backbone.prepare(batch);
   const meter = BufferMeter.install();
   const resident = meter.live;
