@@ -38,3 +38,5 @@ export { historyLength, UniqueImages, targetImages, takeRows, padRows, prefixTok
 export type { ReadAt } from './backbone';
 export { checkChatOptions, userText, preferenceChat, renderChat, readoutTokens, loadTokenizer, singleTokenId, readJson, readJsonIfExists, imageProcessorSettings } from './chat';
 export type { ChatMessage, PreferenceChatOptions, Tokenizer } from './chat';
+export { VisionLanguageBackbone } from './vision-language-backbone';
+export type { VisionLanguageModel, VisionLanguageProcessor } from './vision-language-backbone';

@@ -25,34 +25,26 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext as CoreRunContext } from '@userpref/core';
+import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type RunContext as CoreRunContext } from '@userpref/core';
 import {
   EVAL,
-  LoraAdapter,
   UniqueImages,
-  VisionCache,
+  VisionLanguageBackbone,
   historyLength,
   historySession,
-  loadAttachedAdapter,
-  meanOverPatches,
   padRows,
   pickTurnLogits,
-  prefixTokens,
   prefixTurnsLayout,
   readCandidates,
   rowContext,
   runAfterPrefix,
   runPrefix,
-  saveAttachedAdapter,
   takeRows,
   targetImages,
   textForwardPacked,
-  visionTowerTensors,
-  type LoraSettings,
   type PrefixKv,
   type ReadAt,
   type RunContext,
-  type VisionCacheStats,
   type VisionEntry,
 } from '@userpref/mllm';
 import { Idefics2Model } from './model/idefics2';
@@ -117,19 +109,11 @@ class Idefics2PreparedBatch implements PreparedBatch {
 /** Candidates scored per forward by a history session (bounds the rows of one packed forward). */
 const HISTORY_CHUNK = 16;
 
-export class Idefics2Backbone implements Backbone {
-  private model: Idefics2Model | null = null;
-  private processor: Idefics2Processor | null = null;
-  private adapter: LoraAdapter | null = null;
-  private prefix: PrefixProvider | null = null;
-  private cache: VisionCache | null = null;
+export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idefics2Processor> implements Backbone {
   readonly options: Idefics2BackboneOptions;
 
-  constructor(
-    options: Partial<Idefics2BackboneOptions> & { path: string },
-    private readonly run: CoreRunContext,
-    private readonly logger?: Logger,
-  ) {
+  constructor(options: Partial<Idefics2BackboneOptions> & { path: string }, run: CoreRunContext, logger?: Logger) {
+    super('idefics2', run, logger);
     this.options = { ...DEFAULT_BACKBONE_OPTIONS, ...options, lora: { ...DEFAULT_BACKBONE_OPTIONS.lora, ...(options.lora ?? {}) } };
     if (this.options.dtype !== 'float32') throw new Error(`backbone idefics2: dtype '${this.options.dtype}' is not supported; only float32`);
   }
@@ -159,47 +143,22 @@ export class Idefics2Backbone implements Backbone {
     if (this.processor.imageSeqLen !== c.perceiver.numLatents) throw new Error(`${dir}: image_seq_len ${this.processor.imageSeqLen} differs from resampler_n_latents ${c.perceiver.numLatents}`);
     if (this.model.loadReport.unused.length > 0) this.logger?.warn(`${this.model.loadReport.unused.length} checkpoint tensors are not used by the model`, { examples: this.model.loadReport.unused.slice(0, 5) });
     if (c.defaulted.length > 0) this.logger?.debug('config.json keys taken from transformers defaults', { keys: c.defaulted });
-    const cacheDir = this.options.imageCacheDir ? path.resolve(this.run.baseDir, this.options.imageCacheDir) : null;
-    this.cache = new VisionCache({
+    const adapter = await this.attachCacheAndAdapter({
       maxBytes: this.options.imageCacheBytes,
-      dir: cacheDir,
-      tensors: () => this.visionTensors(),
+      cacheDir: this.options.imageCacheDir ? path.resolve(this.run.baseDir, this.options.imageCacheDir) : null,
       context: { vision: c.vision, image: this.processor.imageConfig },
-      onWarn: (message, fields) => this.logger?.warn(message, fields),
+      lora: { ...this.options.lora },
+      adapterPath: this.options.adapterPath ? path.resolve(this.run.baseDir, this.options.adapterPath) : null,
+      mergeAdapter: this.options.mergeAdapter === true,
     });
-    const lora: LoraSettings = { ...this.options.lora };
-    this.adapter = LoraAdapter.attach(this.model, lora, this.run.seed);
-    if (this.options.adapterPath) await this.loadAdapter(path.resolve(this.run.baseDir, this.options.adapterPath));
-    if (this.options.mergeAdapter) {
-      this.adapter.merge();
-      this.logger?.info('LoRA adapter merged into the weights (inference only)');
-    }
     this.logger?.info('idefics2 backbone ready', {
       dir,
       seconds: (Date.now() - started) / 1000,
       textHidden: c.text.hiddenSize,
       layers: c.text.numLayers,
-      loraModules: this.adapter.modules.length,
-      loraParameters: this.adapter.numParameters(),
+      loraModules: adapter.modules.length,
+      loraParameters: adapter.numParameters(),
     });
-  }
-
-  private get m(): Idefics2Model {
-    if (!this.model) throw new Error('backbone idefics2: init() has not been called');
-    return this.model;
-  }
-
-  private get p(): Idefics2Processor {
-    if (!this.processor) throw new Error('backbone idefics2: init() has not been called');
-    return this.processor;
-  }
-
-  get textHiddenSize(): number {
-    return this.m.config.text.hiddenSize;
-  }
-
-  get readout(): ReadoutTokens {
-    return this.p.readout;
   }
 
   /** The loaded model (for analysis tools: attention maps, hidden states). */
@@ -207,28 +166,8 @@ export class Idefics2Backbone implements Backbone {
     return this.m;
   }
 
-  /** The tensors the vision tower's output depends on (weights and any LoRA on its modules). */
-  private visionTensors(): Array<[string, tf.Tensor]> {
-    return visionTowerTensors(this.m.params.vision);
-  }
-
-  private get visionCache(): VisionCache {
-    if (!this.cache) throw new Error('backbone idefics2: init() has not been called');
-    return this.cache;
-  }
-
-  /** Hits, disk hits, misses, evictions, invalidations and size of the vision-output cache. */
-  visionCacheStats(): VisionCacheStats {
-    return this.visionCache.stats();
-  }
-
-  /** Fingerprint of the current vision weights (what disk cache files are named by). */
-  visionFingerprint(): string {
-    return this.visionCache.fingerprint();
-  }
-
   /** Vision-tower output of an image: from the cache, else computed once and cached. */
-  private async vision(image: PreferenceImage): Promise<VisionEntry> {
+  protected async vision(image: PreferenceImage): Promise<VisionEntry> {
     const cache = this.visionCache;
     const hit = await cache.get(image.id);
     if (hit) return hit;
@@ -335,11 +274,6 @@ export class Idefics2Backbone implements Backbone {
   pairLogits(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
     if (!(prepared instanceof Idefics2PreparedBatch)) throw new Error('backbone idefics2: pairLogits needs a batch from this backbone\'s prepare()');
     return this.options.sharedPrefix === false ? this.fullPath(prepared, options) : this.sharedPath(prepared, options);
-  }
-
-  /** The prefix provider's embeddings for the examples' history means (shape checked). */
-  private prefixTokens(historyWeights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
-    return prefixTokens(this.prefix!, historyWeights, embeds, B);
   }
 
   /** Two complete sequences per example (the reference path for the shared prefix). */
@@ -539,42 +473,12 @@ export class Idefics2Backbone implements Backbone {
     return { context: tf.tensor3d(data, [visions.length, pMax, dv]), valid };
   }
 
-  setPrefixProvider(provider: PrefixProvider | null): void {
-    this.prefix = provider;
-  }
-
-  async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
-    const dv = this.m.config.vision.hiddenSize;
-    const out = new Float32Array(images.length * dv);
-    for (const [i, img] of images.entries()) meanOverPatches(await this.vision(img), dv, out, i * dv);
-    return tf.tensor2d(out, [images.length, dv]);
-  }
-
   /**
    * The AttentionProbeProvider capability (core contracts/attention.ts): the target image's
    * attention to the preference tokens, read from this model as it is now (for similar-user mining).
    */
   attentionProbe(): Promise<Idefics2AttentionProbe> {
     return Idefics2AttentionProbe.create(this);
-  }
-
-  adapterVariables(): tf.Variable[] {
-    return this.adapter ? this.adapter.variables() : [];
-  }
-
-  async saveAdapter(dir: string): Promise<void> {
-    await saveAttachedAdapter(this.adapter, dir, this.checkpointDir, 'idefics2');
-  }
-
-  async loadAdapter(dir: string): Promise<void> {
-    this.adapter = await loadAttachedAdapter(this.m, this.adapter, dir, this.logger);
-  }
-
-  dispose(): void {
-    this.cache?.clearMemory();
-    this.adapter?.detach();
-    this.model?.dispose();
-    this.model = null;
   }
 }
 

@@ -22,33 +22,25 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type PrefixProvider, type ReadoutTokens, type RunContext } from '@userpref/core';
+import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type RunContext } from '@userpref/core';
 import {
   EVAL,
-  LoraAdapter,
   UniqueImages,
-  VisionCache,
+  VisionLanguageBackbone,
   historyLength,
   historySession,
-  loadAttachedAdapter,
-  meanOverPatches,
   pickTurnLogits,
-  prefixTokens,
   prefixTurnsLayout,
   readCandidates,
   rowContext,
   runAfterPrefix,
   runPrefix,
-  saveAttachedAdapter,
   takeRows,
   targetImages,
   textForwardPacked,
-  visionTowerTensors,
-  type LoraSettings,
   type PrefixKv,
   type ReadAt,
   type RunContext as ForwardContext,
-  type VisionCacheStats,
   type VisionEntry,
 } from '@userpref/mllm';
 import { Idefics3Model } from './model/idefics3';
@@ -109,30 +101,24 @@ const concatIds = (a: Int32Array, b: Int32Array) => {
   return out;
 };
 
-export class Idefics3Backbone implements Backbone {
-  private model: Idefics3Model | null = null;
-  private processor: Idefics3Processor | null = null;
-  private adapter: LoraAdapter | null = null;
-  private cache: VisionCache | null = null;
-  private prefix: PrefixProvider | null = null;
+export class Idefics3Backbone extends VisionLanguageBackbone<Idefics3Model, Idefics3Processor> implements Backbone {
   private readonly layouts = new Map<string, TileLayout>();
-  private checkpointDir = '';
 
   readonly options: Idefics3BackboneOptions;
 
   /** Options as the plugin's schema fills them; omitted ones take DEFAULT_IDEFICS3_OPTIONS. */
-  constructor(
-    options: Partial<Idefics3BackboneOptions> & { path: string },
-    private readonly run: RunContext,
-    private readonly logger?: Logger,
-  ) {
+  constructor(options: Partial<Idefics3BackboneOptions> & { path: string }, run: RunContext, logger?: Logger) {
+    super('idefics3', run, logger);
     this.options = { ...DEFAULT_IDEFICS3_OPTIONS, ...options, lora: { ...DEFAULT_IDEFICS3_OPTIONS.lora, ...options.lora } };
   }
 
+  get checkpointDir(): string {
+    return path.resolve(this.run.baseDir, this.options.path);
+  }
+
   async init(): Promise<void> {
-    const dir = path.resolve(this.run.baseDir, this.options.path);
+    const dir = this.checkpointDir;
     await requirePath('checkpoint', dir, 'config.json');
-    this.checkpointDir = dir;
     const started = Date.now();
     this.model = await Idefics3Model.load(dir);
     const c = this.model.config;
@@ -142,17 +128,14 @@ export class Idefics3Backbone implements Backbone {
       { imageSeqLen: c.imageSeqLen, tileSize: c.vision.imageSize, imageTokenId: c.imageTokenId },
     );
     if (this.model.loadReport.unused.length > 0) this.logger?.warn(`${this.model.loadReport.unused.length} checkpoint tensors are not used by the model`, { examples: this.model.loadReport.unused.slice(0, 5) });
-    this.cache = new VisionCache({
+    const adapter = await this.attachCacheAndAdapter({
       maxBytes: this.options.imageCacheBytes,
-      dir: this.options.imageCacheDir ? path.resolve(this.run.baseDir, this.options.imageCacheDir) : null,
-      tensors: () => this.visionTensors(),
+      cacheDir: this.options.imageCacheDir ? path.resolve(this.run.baseDir, this.options.imageCacheDir) : null,
       context: { arch: 'idefics3', vision: c.vision, image: this.processor.imageConfig },
-      onWarn: (message, fields) => this.logger?.warn(message, fields),
+      lora: { ...this.options.lora },
+      adapterPath: this.options.adapterPath ? path.resolve(this.run.baseDir, this.options.adapterPath) : null,
+      mergeAdapter: this.options.mergeAdapter === true,
     });
-    const lora: LoraSettings = { ...this.options.lora };
-    this.adapter = LoraAdapter.attach(this.m, lora, this.run.seed);
-    if (this.options.adapterPath) await this.loadAdapter(path.resolve(this.run.baseDir, this.options.adapterPath));
-    if (this.options.mergeAdapter) this.adapter.merge();
     this.logger?.info('idefics3 backbone ready', {
       dir,
       seconds: (Date.now() - started) / 1000,
@@ -161,44 +144,13 @@ export class Idefics3Backbone implements Backbone {
       layers: c.text.numLayers,
       imageSeqLen: c.imageSeqLen,
       imageSplitting: this.processor.imageConfig.doImageSplitting,
-      loraModules: this.adapter.modules.length,
-      loraParameters: this.adapter.numParameters(),
+      loraModules: adapter.modules.length,
+      loraParameters: adapter.numParameters(),
     });
-  }
-
-  private get m(): Idefics3Model {
-    if (!this.model) throw new Error('backbone idefics3: init() has not been called');
-    return this.model;
-  }
-
-  private get p(): Idefics3Processor {
-    if (!this.processor) throw new Error('backbone idefics3: init() has not been called');
-    return this.processor;
   }
 
   get idefics3(): Idefics3Model {
     return this.m;
-  }
-
-  get textHiddenSize(): number {
-    return this.m.config.text.hiddenSize;
-  }
-
-  get readout(): ReadoutTokens {
-    return this.p.readout;
-  }
-
-  private visionTensors(): Array<[string, tf.Tensor]> {
-    return visionTowerTensors(this.m.params.vision);
-  }
-
-  private get visionCache(): VisionCache {
-    if (!this.cache) throw new Error('backbone idefics3: init() has not been called');
-    return this.cache;
-  }
-
-  visionCacheStats(): VisionCacheStats {
-    return this.visionCache.stats();
   }
 
   /** Tile layout of an image (from its size; remembered by content hash). */
@@ -213,7 +165,7 @@ export class Idefics3Backbone implements Backbone {
   }
 
   /** Vision-tower output of all tiles of an image ([tiles * patches, d] in `hidden`). */
-  private async vision(image: PreferenceImage): Promise<VisionEntry> {
+  protected async vision(image: PreferenceImage): Promise<VisionEntry> {
     const cache = this.visionCache;
     const hit = await cache.get(image.id);
     if (hit) return hit;
@@ -309,11 +261,6 @@ export class Idefics3Backbone implements Backbone {
   pairLogitsFull(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
     if (!(prepared instanceof Idefics3PreparedBatch)) throw new Error("backbone idefics3: pairLogitsFull needs a batch from this backbone's prepare()");
     return this.fullPath(prepared, options);
-  }
-
-  /** The preference tokens for history weights [B, T] over embeddings [B, T, d]. */
-  private prefixTokens(weights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
-    return prefixTokens(this.prefix!, weights, embeds, B);
   }
 
   private fullPath(prepared: Idefics3PreparedBatch, options: ForwardOptions): PairLogits {
@@ -461,36 +408,5 @@ export class Idefics3Backbone implements Backbone {
         }
       };
     });
-  }
-
-  setPrefixProvider(provider: PrefixProvider | null): void {
-    this.prefix = provider;
-  }
-
-  /** Mean of the vision tower's output over all patches of all tiles of each image. */
-  async imageEmbeddings(images: readonly PreferenceImage[]): Promise<tf.Tensor2D> {
-    const dv = this.m.config.vision.hiddenSize;
-    const out = new Float32Array(images.length * dv);
-    for (const [i, img] of images.entries()) meanOverPatches(await this.vision(img), dv, out, i * dv);
-    return tf.tensor2d(out, [images.length, dv]);
-  }
-
-  adapterVariables(): tf.Variable[] {
-    return this.adapter ? this.adapter.variables() : [];
-  }
-
-  async saveAdapter(dir: string): Promise<void> {
-    await saveAttachedAdapter(this.adapter, dir, this.checkpointDir, 'idefics3');
-  }
-
-  async loadAdapter(dir: string): Promise<void> {
-    this.adapter = await loadAttachedAdapter(this.m, this.adapter, dir, this.logger);
-  }
-
-  dispose(): void {
-    this.cache?.clearMemory();
-    this.adapter?.detach();
-    this.model?.dispose();
-    this.model = null;
   }
 }
