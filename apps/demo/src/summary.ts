@@ -4,17 +4,7 @@
  * read back from the evaluation's results.json and the mining run's neighbours.json.
  */
 import { promises as fs } from 'fs';
-
-interface PairedRow {
-  a: string;
-  b: string;
-  n: number;
-  difference: number;
-  ci95: [number, number];
-  aBetter: number;
-  bBetter: number;
-  pValue: number;
-}
+import type { PairedResult as PairedRow } from '@userpref/training';
 
 interface MinedPurity {
   k: number;

@@ -10,7 +10,7 @@ export { objective, plusProbability } from './objective';
 export * from './metrics';
 export { progressBar } from './progress';
 export { runSuite, nearestReferenceScores, scoreWithScorer, groupOf, ROW_GROUPS } from './suite';
-export type { SuiteOptions, SuiteReport, SuiteModel, RowResult, RowGroup, SuiteComponents } from './suite';
+export type { SuiteOptions, SuiteReport, SuiteModel, RowResult, RowGroup, SuiteComponents, PairedResult } from './suite';
 export { writeReport, markdownTable, plotSvg, groupedRows } from './report';
 export { TensorBoardWriter, TensorBoardMetrics, metricsScalars, readEventFile, decodeEventRecords, encodeEvent, frameRecord, maskedCrc32c, FILE_VERSION } from './tensorboard';
 export type { TensorBoardEvent, TensorBoardWriterOptions, SessionStatus } from './tensorboard';
