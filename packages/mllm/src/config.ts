@@ -1,7 +1,7 @@
 /**
  * The parts of a vision-language config.json both backbone families read the same way: the SigLIP
- * vision_config, the Llama / Mistral text_config (GQA, head_dim, unscaled RoPE from transformers
- * 4.x or 5.x keys) and the reader that gives them the meaning transformers gives the file. A key the
+ * vision_config, the Llama / Mistral text_config (GQA, head_dim, RoPE from transformers 4.x or 5.x
+ * keys: unscaled, or Llama 3.1's "llama3" scaling for the families that allow it) and the reader that gives them the meaning transformers gives the file. A key the
  * file omits takes the default of the family's transformers config class (passed in as `defaults`)
  * and is listed in `defaulted`; a value of the wrong type or an architecture not computed here fails
  * naming the key, through the family's own error class.
@@ -38,7 +38,10 @@ export interface TextConfig {
   readonly hiddenAct: Activation;
   readonly maxPositionEmbeddings: number;
   readonly rmsNormEps: number;
+  /** The RoPE base (= rope.theta), kept for the callers that read only the base. */
   readonly ropeTheta: number;
+  /** RoPE: base and, for "llama3", the scaling of the inverse frequencies (ropeInvFreq in ops.ts). */
+  readonly rope: RopeConfig;
   /** Mistral's sliding window (null = none, as Llama); the forward pass checks sequences fit inside it. */
   readonly slidingWindow: number | null;
   readonly padTokenId: number | null;
@@ -46,6 +49,26 @@ export interface TextConfig {
   /** std of the random initialisation (transformers' initializer_range; 0.02 when absent). */
   readonly initializerRange: number;
 }
+
+/** RoPE types computed here; every other rope_type (linear, dynamic, yarn, longrope, ...) is refused naming the key. */
+export type RopeType = 'default' | 'llama3';
+
+/**
+ * RoPE parameters as transformers' ROPE_INIT_FUNCTIONS read them: "default" is the base alone;
+ * "llama3" (Llama 3.1, _compute_llama3_parameters) divides the low frequencies by `factor` and
+ * interpolates the middle band (wavelengths between original_max_position_embeddings /
+ * high_freq_factor and / low_freq_factor). Its attention factor is 1, so cos and sin are unscaled.
+ */
+export type RopeConfig =
+  | { readonly type: 'default'; readonly theta: number }
+  | {
+      readonly type: 'llama3';
+      readonly theta: number;
+      readonly factor: number;
+      readonly lowFreqFactor: number;
+      readonly highFreqFactor: number;
+      readonly originalMaxPositionEmbeddings: number;
+    };
 
 /** What the vision tower reads of a model's config. */
 export interface VisionModelConfig {
@@ -172,7 +195,9 @@ export interface TextFamily {
   readonly slidingWindow: boolean;
   /** Checks after the head sizes (e.g. Llama's attention_bias / mlp_bias must be false). */
   readonly check?: (r: ConfigReader, t: Json, tp: string) => void;
-  /** Appended to the refusal of a scaled RoPE. */
+  /** Scaled RoPE types this family computes besides 'default' (none when absent). */
+  readonly ropeTypes?: readonly RopeType[];
+  /** Appended to the refusal of a RoPE type the family does not compute. */
   readonly ropeNote?: string;
 }
 
@@ -191,6 +216,8 @@ export function parseTextConfig(r: ConfigReader, t: Json, family: TextFamily, tp
   }
   if (headDim % 2 !== 0) r.fail(`${tp}head_dim`, `${headDim} must be even for rotary embeddings`);
   family.check?.(r, t, tp);
+  const maxPositionEmbeddings = r.int(t, tp, 'max_position_embeddings', d);
+  const rope = ropeConfig(r, t, tp, { types: family.ropeTypes ?? [], note: family.ropeNote ?? '', maxPositionEmbeddings });
   return {
     vocabSize: r.int(t, tp, 'vocab_size', d),
     hiddenSize: tHidden,
@@ -200,9 +227,10 @@ export function parseTextConfig(r: ConfigReader, t: Json, family: TextFamily, tp
     numKvHeads: tKv,
     headDim,
     hiddenAct: r.act(t, tp, 'hidden_act', d),
-    maxPositionEmbeddings: r.int(t, tp, 'max_position_embeddings', d),
+    maxPositionEmbeddings,
     rmsNormEps: r.num(t, tp, 'rms_norm_eps', d),
-    ropeTheta: ropeTheta(r, t, tp, family.ropeNote ?? ''),
+    ropeTheta: rope.theta,
+    rope,
     slidingWindow: family.slidingWindow ? r.intOrNull(t, tp, 'sliding_window', d) : null,
     padTokenId: r.intOrNull(t, tp, 'pad_token_id', d),
     bosTokenId: r.intOrNull(t, tp, 'bos_token_id', d),
@@ -210,19 +238,67 @@ export function parseTextConfig(r: ConfigReader, t: Json, family: TextFamily, tp
   };
 }
 
+/**
+ * The RoPE parameters of a text_config, as transformers 5 standardises them
+ * (RotaryEmbeddingConfigMixin.convert_rope_params_to_dict, standardize_rope_params): transformers
+ * 4.x files have `rope_theta` and `rope_scaling` ({type | rope_type, ...}), 5.x files `rope_parameters`
+ * ({rope_type, rope_theta, ...}); a non-empty rope_scaling takes precedence over rope_parameters, the
+ * dict's rope_theta over the top-level one (default 10000), and a missing rope_type is "default".
+ * For "llama3", factor, low_freq_factor and high_freq_factor are required and
+ * original_max_position_embeddings defaults to text_config.original_max_position_embeddings, then
+ * max_position_embeddings (listed in `defaulted`). A type not in `opts.types` (or not computed
+ * here) fails naming the key; so does a partial_rotary_factor other than 1.
+ */
+export function ropeConfig(
+  r: ConfigReader,
+  t: Json,
+  tp: string,
+  opts: { types?: readonly RopeType[]; note?: string; maxPositionEmbeddings?: number } = {},
+): RopeConfig {
+  let key: 'rope_scaling' | 'rope_parameters' | null = null;
+  for (const k of ['rope_parameters', 'rope_scaling'] as const) {
+    const obj = t[k];
+    if (obj === undefined || obj === null) continue;
+    if (typeof obj !== 'object' || Array.isArray(obj)) r.fail(`${tp}${k}`, `must be an object, got ${JSON.stringify(obj)}`);
+  }
+  const scaling = t.rope_scaling as Json | null | undefined;
+  if (scaling && Object.keys(scaling).length > 0) key = 'rope_scaling';
+  else if (t.rope_parameters) key = 'rope_parameters';
+  const obj: Json = key ? (t[key] as Json) : {};
+  const kp = `${tp}${key ?? 'rope_parameters'}.`;
+  const typeKey = obj.rope_type !== undefined ? 'rope_type' : obj.type !== undefined ? 'type' : 'rope_type';
+  const type = obj.rope_type ?? obj.type ?? 'default';
+  const allowed: readonly string[] = ['default', ...(opts.types ?? []).filter((x) => x !== 'default')];
+  if (!allowed.includes(type as string)) {
+    const what = allowed.length > 1 ? `the RoPE types implemented are ${allowed.map((x) => JSON.stringify(x)).join(', ')}` : 'only the default (unscaled) RoPE is implemented';
+    r.fail(`${kp}${typeKey}`, `is ${JSON.stringify(type)}; ${what}${opts.note ?? ''}`);
+  }
+  for (const [k, where] of [['partial_rotary_factor', obj], ['partial_rotary_factor', t]] as const) {
+    const v = where[k];
+    if (v !== undefined && v !== null && v !== 1) r.fail(where === obj ? `${kp}${k}` : `${tp}${k}`, `is ${JSON.stringify(v)}; only a rotary embedding over the whole head (1.0) is implemented`);
+  }
+  let theta: number;
+  if (obj.rope_theta !== undefined) {
+    if (typeof obj.rope_theta !== 'number' || !Number.isFinite(obj.rope_theta) || !(obj.rope_theta > 0)) r.fail(`${kp}rope_theta`, `must be a positive number, got ${JSON.stringify(obj.rope_theta)}`);
+    theta = obj.rope_theta;
+  } else {
+    theta = r.num(t, tp, 'rope_theta', { rope_theta: 10000 });
+  }
+  if (type !== 'llama3') return { type: 'default', theta };
+  const need = (k: string): number => r.num(obj, kp, k, {});
+  const factor = need('factor');
+  const lowFreqFactor = need('low_freq_factor');
+  const highFreqFactor = need('high_freq_factor');
+  if (!(highFreqFactor > lowFreqFactor)) r.fail(`${kp}high_freq_factor`, `${highFreqFactor} must be greater than ${kp}low_freq_factor ${lowFreqFactor}`);
+  const fallback = t.original_max_position_embeddings ?? opts.maxPositionEmbeddings;
+  const originalMaxPositionEmbeddings =
+    obj.original_max_position_embeddings === undefined && fallback !== undefined
+      ? r.int({}, kp, 'original_max_position_embeddings', { original_max_position_embeddings: fallback })
+      : r.int(obj, kp, 'original_max_position_embeddings', {});
+  return { type: 'llama3', theta, factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings };
+}
+
 /** rope_theta from transformers 4.x (`rope_theta`, `rope_scaling`) or 5.x (`rope_parameters`); unscaled RoPE only. */
 export function ropeTheta(r: ConfigReader, t: Json, tp: string, note = ''): number {
-  const params = t.rope_parameters as Json | null | undefined;
-  for (const key of ['rope_parameters', 'rope_scaling'] as const) {
-    const obj = t[key] as Json | null | undefined;
-    if (obj === undefined || obj === null) continue;
-    if (typeof obj !== 'object') r.fail(`${tp}${key}`, `must be an object, got ${JSON.stringify(obj)}`);
-    const type = obj.rope_type ?? obj.type ?? 'default';
-    if (type !== 'default') r.fail(`${tp}${key}.rope_type`, `is ${JSON.stringify(type)}; only the default (unscaled) RoPE is implemented${note}`);
-  }
-  if (params && params.rope_theta !== undefined) {
-    if (typeof params.rope_theta !== 'number' || !(params.rope_theta > 0)) r.fail(`${tp}rope_parameters.rope_theta`, `must be a positive number, got ${JSON.stringify(params.rope_theta)}`);
-    return params.rope_theta;
-  }
-  return r.num(t, tp, 'rope_theta', { rope_theta: 10000 });
+  return ropeConfig(r, t, tp, { note }).theta;
 }

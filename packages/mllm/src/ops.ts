@@ -5,7 +5,7 @@
  * additive masks that broadcast rather than being built per row.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Activation } from './config';
+import type { Activation, RopeConfig } from './config';
 
 /** Large negative instead of -inf: a fully masked row stays finite (no NaN in gradients). */
 export const MASKED = -1e9;
@@ -137,18 +137,55 @@ export function keyPaddingMask(valid: ArrayLike<number>, n: number, tk: number):
 }
 
 /**
- * Rotary position embedding tables for the given positions (Mistral's default RoPE,
- * rotate_half convention): cos [T, hd] and a sign-folded sin [T, hd] whose first half is negated,
- * so that rope(x) = x * cos + swapHalves(x) * sinSigned.
+ * RoPE inverse frequencies [hd / 2] as transformers computes them, in float32 (each step rounded as
+ * torch rounds it). Default: inv_freq = 1 / theta ** (arange(0, dim, 2, int64).float() / dim).
+ * "llama3" (_compute_llama3_parameters, Llama 3.1): with wavelen = 2 pi / inv_freq,
+ * low_freq_wavelen = original_max_position_embeddings / low_freq_factor and high_freq_wavelen =
+ * original_max_position_embeddings / high_freq_factor, wavelengths above low_freq_wavelen get
+ * inv_freq / factor, those below high_freq_wavelen keep inv_freq, and the band between is
+ * interpolated: s = (original_max_position_embeddings / wavelen - low_freq_factor) /
+ * (high_freq_factor - low_freq_factor), (1 - s) * inv_freq / factor + s * inv_freq. torch evaluates
+ * `c / x` as reciprocal(x) * c and casts the Python scalars to float32, so this does the same.
  */
-export function ropeTables(positions: ArrayLike<number>, headDim: number, theta: number): { cos: Float32Array; sinSigned: Float32Array } {
+export function ropeInvFreq(headDim: number, rope: number | RopeConfig): Float32Array {
+  const f = Math.fround;
+  const half = headDim / 2;
+  const theta = typeof rope === 'number' ? rope : rope.theta;
+  const inv = new Float32Array(half);
+  for (let i = 0; i < half; i++) inv[i] = f(1 / f(Math.pow(theta, f((2 * i) / headDim))));
+  if (typeof rope === 'number' || rope.type === 'default') return inv;
+  const old = rope.originalMaxPositionEmbeddings;
+  const factor = f(rope.factor);
+  const lowFreqFactor = f(rope.lowFreqFactor);
+  const lowWavelen = f(old / rope.lowFreqFactor);
+  const highWavelen = f(old / rope.highFreqFactor);
+  const twoPi = f(2 * Math.PI);
+  const oldF = f(old);
+  const span = f(rope.highFreqFactor - rope.lowFreqFactor);
+  for (let i = 0; i < half; i++) {
+    const x = inv[i];
+    const wavelen = f(f(1 / x) * twoPi);
+    let y = wavelen > lowWavelen ? f(x / factor) : x;
+    if (!(wavelen < highWavelen) && !(wavelen > lowWavelen)) {
+      const s = f(f(f(f(1 / wavelen) * oldF) - lowFreqFactor) / span);
+      y = f(f(f(f(1 - s) * y) / factor) + f(s * y));
+    }
+    inv[i] = y;
+  }
+  return inv;
+}
+
+/**
+ * Rotary position embedding tables for the given positions (rotate_half convention, the inverse
+ * frequencies of ropeInvFreq: a number is the base of the default RoPE): cos [T, hd] and a
+ * sign-folded sin [T, hd] whose first half is negated, so that rope(x) = x * cos + swapHalves(x) * sinSigned.
+ */
+export function ropeTables(positions: ArrayLike<number>, headDim: number, rope: number | RopeConfig): { cos: Float32Array; sinSigned: Float32Array } {
   const half = headDim / 2;
   const T = positions.length;
   const cos = new Float32Array(T * headDim);
   const sin = new Float32Array(T * headDim);
-  const invFreq = new Float64Array(half);
-  // transformers: inv_freq = 1 / theta ** (arange(0, dim, 2, dtype=int64).float() / dim), in float32.
-  for (let i = 0; i < half; i++) invFreq[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim))));
+  const invFreq = ropeInvFreq(headDim, rope);
   for (let t = 0; t < T; t++) {
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(positions[t] * invFreq[i]);

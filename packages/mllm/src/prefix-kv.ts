@@ -58,7 +58,7 @@ function decoderLayers(params: DecoderModelParams, config: DecoderModelConfig, i
   const keys: tf.Tensor2D[] = [];
   const values: tf.Tensor2D[] = [];
   const h = tf.tidy(() => {
-    const { cos, sinSigned } = ropeTables(positions, tc.headDim, tc.ropeTheta);
+    const { cos, sinSigned } = ropeTables(positions, tc.headDim, tc.rope);
     const cosT = tf.tensor(cos, [1, N, 1, tc.headDim]);
     const sinT = tf.tensor(sinSigned, [1, N, 1, tc.headDim]);
     const swap = halfSwapMatrix(tc.headDim);

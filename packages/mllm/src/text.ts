@@ -174,7 +174,7 @@ export function textForwardPacked(params: DecoderModelParams, config: DecoderMod
   if (input.positions.length !== N) throw new Error(`${input.positions.length} positions for ${N} rows`);
   for (const r of input.readRows) if (!(r >= 0 && r < N)) throw new Error(`read row ${r} is outside [0, ${N})`);
   const attLayers = new Set(options.outputAttentions ?? []);
-  const { cos, sinSigned } = ropeTables(input.positions, tc.headDim, tc.ropeTheta);
+  const { cos, sinSigned } = ropeTables(input.positions, tc.headDim, tc.rope);
   const hiddenStates: tf.Tensor2D[] = [];
   const attentions: Array<tf.Tensor3D[] | undefined> = [];
   const dims = { heads: tc.numHeads, kvHeads: tc.numKvHeads, headDim: tc.headDim };

@@ -79,7 +79,12 @@ const MISTRAL_DEFAULTS: Json = {
   tie_word_embeddings: false,
 };
 
-/** The Mistral text model of IDEFICS2 in config.json. */
+/**
+ * The Mistral text model of IDEFICS2 in config.json. Unscaled RoPE only: the shared decoder would
+ * compute Llama 3.1's "llama3" scaling for Mistral too (transformers' MistralModel uses the same
+ * ROPE_INIT_FUNCTIONS), but no IDEFICS2 checkpoint uses it and no golden checks it through
+ * MistralModel, so a scaled rope_type stays refused, naming the key (ropeTypes left empty).
+ */
 const MISTRAL = { modelType: 'mistral', name: 'Mistral', defaults: MISTRAL_DEFAULTS, slidingWindow: true } as const;
 
 /** Parses a config.json object; `file` names it in errors. */
