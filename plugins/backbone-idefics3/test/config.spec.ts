@@ -35,13 +35,21 @@ describe('parseIdefics3Config', () => {
     expect(c.defaulted).toEqual(expect.arrayContaining(['text_config.num_key_value_heads', 'text_config.rope_theta', 'scale_factor']));
   });
 
-  it("reads transformers 4's rope_theta and refuses Llama 3.1's scaled RoPE, naming the key", async () => {
+  it("reads transformers 4's rope_theta + rope_scaling: Llama 3.1's llama3 scaling (Idefics3-8B-Llama3's), other scaled RoPE refused naming the key", async () => {
     const json = await fixtureConfig();
     delete json.text_config.rope_parameters;
     json.text_config.rope_theta = 500000;
     expect(parseIdefics3Config(json).text.ropeTheta).toBe(500000);
-    json.text_config.rope_scaling = { rope_type: 'llama3', factor: 8 };
-    expect(() => parseIdefics3Config(json, 'cfg.json')).toThrow(/cfg.json: 'text_config.rope_scaling.rope_type' is "llama3"/);
+    expect(parseIdefics3Config(json).text.rope).toEqual({ type: 'default', theta: 500000 });
+    json.text_config.max_position_embeddings = 131072;
+    json.text_config.rope_scaling = { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+    const c = parseIdefics3Config(json, 'cfg.json');
+    expect(c.text.rope).toEqual({ type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(c.text.ropeTheta).toBe(500000);
+    json.text_config.rope_scaling = { type: 'linear', factor: 8 };
+    expect(() => parseIdefics3Config(json, 'cfg.json')).toThrow(/cfg.json: 'text_config.rope_scaling.type' is "linear"; the RoPE types implemented are "default", "llama3"/);
+    json.text_config.rope_scaling = { rope_type: 'yarn', factor: 8 };
+    expect(() => parseIdefics3Config(json, 'cfg.json')).toThrow(/cfg.json: 'text_config.rope_scaling.rope_type' is "yarn"/);
   });
 
   it('refuses other architectures and sizes that cannot be computed', async () => {

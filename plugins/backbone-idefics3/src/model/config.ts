@@ -8,7 +8,8 @@
  * parsers (as IDEFICS2's are), so its SigLIP tower and decoder run them unchanged. What differs from Mistral is parameterised
  * there already: rope_theta (10000 for Llama defaults, 500000 Llama 3, 100000 / 273768 SmolLM2),
  * tied embeddings (SmolVLM 256M / 500M) and no sliding window (null). Llama 3.1's scaled RoPE
- * ("llama3" rope_type) is not computed; such a file fails naming the key.
+ * (rope_type "llama3", as in Idefics3-8B-Llama3) is computed as transformers does (ropeInvFreq in
+ * @userpref/mllm); other scaled RoPE types (linear, dynamic, yarn, longrope, ...) fail naming the key.
  */
 import { ConfigReader, parseTextConfig, parseVisionConfig, type Json, type TextConfig, type TextFamily, type VisionConfig } from '@userpref/mllm';
 
@@ -60,7 +61,7 @@ const LLAMA_DEFAULTS: Json = {
   mlp_bias: false,
 };
 
-/** The Llama text model in config.json: no sliding window, no biases, scaled RoPE refused. */
+/** The Llama text model in config.json: no sliding window, no biases, default or "llama3" RoPE. */
 const LLAMA: TextFamily = {
   modelType: 'llama',
   name: 'Llama',
@@ -71,7 +72,7 @@ const LLAMA: TextFamily = {
     r.falseOnly(t, tp, 'attention_bias', LLAMA_DEFAULTS, 'a bias on the attention projections');
     r.falseOnly(t, tp, 'mlp_bias', LLAMA_DEFAULTS, 'a bias on the MLP projections');
   },
-  ropeNote: ` (Llama 3.1's "llama3" scaling is not)`,
+  ropeTypes: ['llama3'],
 };
 
 /** Parses a config.json object; `file` names it in errors. */
