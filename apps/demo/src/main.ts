@@ -21,9 +21,15 @@
  * The run directory records the base's weights (demo-base.json): outputs trained on another base
  * are moved aside (to <run>.stale-<time>), never mixed with the current one and never deleted.
  * Every step runs the same app a user runs (apps/train, apps/train2, apps/eval) in a child process.
+ * Each app computes on one core, so with `--jobs 2` (the default where there are two cores or more)
+ * the steps that do not need each other share the machine: the non-personalised baseline trains
+ * beside stage 1 and mining runs beside the evaluation, each background step writing its output
+ * to a log in the run directory. `--jobs 1` runs them one after the other. The results are the
+ * same either way (each app is deterministic on its own).
  */
-import { spawnSync } from 'child_process';
-import { existsSync, promises as fs } from 'fs';
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import { closeSync, existsSync, openSync, promises as fs } from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { runMain } from '@userpref/cli';
 import { TRUTH_FILE, generateSynthpick, importDataset, type SynthpickPreset } from '@userpref/dataset-pickapic';
@@ -33,17 +39,20 @@ import { STAGE1_LABEL, STAGE2_LABEL, demoSummary } from './summary';
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
 
-/** `--config <file>` and `--seed N` are the demo's own; every other flag goes to every runner (e.g. `--set train.max_steps=2`). */
+/** `--config <file>`, `--seed N` and `--jobs N` are the demo's own; every other flag goes to every runner (e.g. `--set train.max_steps=2`). */
 const passThrough: string[] = [];
 let configArg: string | undefined;
 let seedArg: number | undefined;
+let jobs = Math.min(2, os.availableParallelism());
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   if (a === '--config') configArg = process.argv[++i];
   else if (a === '--seed') seedArg = Number(process.argv[++i]);
+  else if (a === '--jobs') jobs = Number(process.argv[++i]);
   else passThrough.push(a);
 }
 if (seedArg !== undefined && !Number.isInteger(seedArg)) throw new Error('--seed takes an integer (the synthpick world seed)');
+if (!(jobs === 1 || jobs === 2)) throw new Error('--jobs takes 1 (one step at a time) or 2 (independent steps side by side)');
 const config = configArg ? path.resolve(configArg) : path.join(__dirname, '..', 'config', 'demo.json');
 
 interface DemoConfig {
@@ -58,9 +67,45 @@ function step(title: string) {
 let runs = '';
 let dataArgs: string[] = [];
 
+function appArgv(app: string, args: string[]): string[] {
+  return [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, '--out', runs, ...dataArgs, '--seed', String(seedArg ?? 42), ...args, ...passThrough];
+}
+
 function runApp(app: string, args: string[]): void {
-  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'scripts', 'run-ts.js'), path.join(root, 'apps', app, 'src', 'main.ts'), '--config', config, '--out', runs, ...dataArgs, '--seed', String(seedArg ?? 42), ...args, ...passThrough], { stdio: 'inherit', cwd: root });
+  const r = spawnSync(process.execPath, appArgv(app, args), { stdio: 'inherit', cwd: root });
   if (r.status !== 0) throw new Error(`${app} ${args.join(' ')} failed (exit ${r.status})`);
+}
+
+/** Background steps still running: stopped if the demo fails, so none outlives it. */
+const background = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of background) child.kill();
+});
+
+/** Starts `app` on the other core with its output in `log`; the promise settles when it ends. */
+function startApp(app: string, args: string[], log: string): Promise<void> {
+  const fd = openSync(log, 'w');
+  const child = spawn(process.execPath, appArgv(app, args), { stdio: ['ignore', fd, fd], cwd: root });
+  background.add(child);
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code, signal) => {
+      background.delete(child);
+      closeSync(fd);
+      if (code === 0) resolve();
+      else reject(new Error(`${app} ${args.join(' ')} failed (${signal ?? `exit ${code}`}); its output is in ${path.relative(root, log)}`));
+    });
+  });
+}
+
+/** `app` in the background when two jobs may run, else now; `title` announces it either way. */
+function runBeside(title: string, app: string, args: string[], log: string): Promise<void> {
+  if (jobs === 1) {
+    step(title);
+    runApp(app, args);
+    return Promise.resolve();
+  }
+  step(`${title} (in the background beside the next step; output in ${path.relative(root, log)})`);
+  return startApp(app, args, log);
 }
 
 async function latestAdapter(exp: string): Promise<string> {
@@ -136,14 +181,14 @@ runMain(async () => {
   const aside = await claimRunDir(runs, base, new Date(), { preset, seed });
   if (aside) process.stderr.write(`${path.relative(root, runs)} was trained on another base or world: moved to ${path.relative(root, aside)}; starting over\n`);
 
+  const norefsDone = existsSync(path.join(runs, 'stage1-norefs'))
+    ? Promise.resolve()
+    : runBeside('4/8 non-personalised baseline: the same training without references', 'train', ['--exp_name', 'stage1-norefs', '--ref_pair_num', '0'], path.join(runs, 'stage1-norefs.log'));
   if (!existsSync(path.join(runs, 'stage1'))) {
-    step('4/8 stage 1: LoRA with base + contrastive loss');
+    step('5/8 stage 1: LoRA with base + contrastive loss');
     runApp('train', ['--exp_name', 'stage1']);
   }
-  if (!existsSync(path.join(runs, 'stage1-norefs'))) {
-    step('5/8 non-personalised baseline: the same training without references');
-    runApp('train', ['--exp_name', 'stage1-norefs', '--ref_pair_num', '0']);
-  }
+  await norefsDone;
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
     step('6/8 stage 2: preference tokens on the stage-1 adapter');
@@ -152,7 +197,6 @@ runMain(async () => {
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');
 
-  step('7/8 evaluation on the test split');
   const BASE_LABEL = 'base (no LoRA)';
   const models = [
     { label: BASE_LABEL },
@@ -167,10 +211,11 @@ runMain(async () => {
     ['stage 2 (+tokens)', 'stage 1 (LoRA)'],
     ['stage 1 (LoRA)', 'nearest-reference'],
   ];
+  const mineArgs = ['--exp_name', 'mine', '--lora_path', path.join(stage1, 'adapter'), '--tokens_path', path.join(stage2, 'tokens'), '--split', 'test', '--k', '5', '--orders', '5'];
+  const mined = runBeside('7/8 similar users on the stage-2 model (mining)', 'mine', mineArgs, path.join(runs, 'mine.log'));
+  step('8/8 evaluation on the test split');
   runApp('eval', ['--exp_name', 'eval', '--set', `eval.models=${JSON.stringify(models)}`, '--set', `eval.paired=${JSON.stringify(paired)}`]);
-
-  step('8/8 similar users on the stage-2 model (mining)');
-  runApp('mine', ['--exp_name', 'mine', '--lora_path', path.join(stage1, 'adapter'), '--tokens_path', path.join(stage2, 'tokens'), '--split', 'test', '--k', '5', '--orders', '5']);
+  await mined;
   process.stderr.write(`\n${await demoSummary(path.join(runs, 'eval', 'results.json'), path.join(runs, 'mine', 'neighbours.json'))}`);
   process.stderr.write(`\ndemo finished in ${((Date.now() - started) / 60000).toFixed(1)} min; results in ${path.join(runs, 'eval')} (results.md, results.json, results.png)\n`);
 });
