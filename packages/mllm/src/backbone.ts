@@ -10,7 +10,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { requirePath, type CandidateReadout, type HistorySession, type Logger, type PreferenceImage, type PrefixProvider, type ReadoutTokens } from '@userpref/core';
 import { LoraAdapter, type LoraTarget } from './adapter';
 import type { AttentionSegment } from './attention';
-import type { PrefixKv } from './prefix-kv';
+import type { DecoderModelConfig } from './config';
+import { runPrefix, type PrefixKv } from './prefix-kv';
+import type { DecoderModelParams } from './weights';
 import type { VisionEntry } from './vision-cache';
 import type { VisionTowerParams } from './weights';
 
@@ -111,6 +113,28 @@ export function prefixTurnsLayout(prefixLen: number, turnLengths: readonly numbe
 export function pickTurnLogits(groupLogits: readonly tf.Tensor2D[], readAt: ReadAt, which: 'liked' | 'disliked'): tf.Tensor2D {
   if (groupLogits.length === 1 && readAt.length === 1) return tf.slice(groupLogits[0], [readAt[0][which][1], 0], [1, -1]) as tf.Tensor2D;
   return tf.concat(readAt.map((r) => tf.slice(groupLogits[r[which][0]], [r[which][1], 0], [1, -1])), 0) as tf.Tensor2D;
+}
+
+/** Backbone.pairLogits' result, as a type tf.tidy can return (core's PairLogits is an interface). */
+export type PairLogitsResult = { liked: tf.Tensor2D; disliked: tf.Tensor2D; auxLosses?: Array<{ name: string; value: tf.Scalar }> };
+
+/** The pair's logits, with the preference tokens' auxiliary loss when there is one. */
+export function pairLogits(liked: tf.Tensor2D, disliked: tf.Tensor2D, auxLoss?: tf.Scalar): PairLogitsResult {
+  return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+}
+
+/** The liked and disliked logits of a shared-prefix batch, picked from its groups' read rows. */
+export function sharedPairLogits(groupLogits: readonly tf.Tensor2D[], readAt: ReadAt, auxLoss?: tf.Scalar): PairLogitsResult {
+  return pairLogits(pickTurnLogits(groupLogits, readAt, 'liked'), pickTurnLogits(groupLogits, readAt, 'disliked'), auxLoss);
+}
+
+/** The key-value state of a history's prefix rows `embeds` [n, d], which are disposed here. */
+export function historyState(params: DecoderModelParams, config: DecoderModelConfig, embeds: tf.Tensor2D): PrefixKv {
+  try {
+    return runPrefix(params, config, embeds);
+  } finally {
+    embeds.dispose();
+  }
 }
 
 /** The readout logits ("+", "-") of `logits` [n, vocab], read to the host. */

@@ -33,12 +33,13 @@ import {
   historyLength,
   historySession,
   padRows,
-  pickTurnLogits,
+  historyState,
+  pairLogits,
+  sharedPairLogits,
   prefixTurnsLayout,
   readCandidates,
   rowContext,
   runAfterPrefix,
-  runPrefix,
   takeRows,
   targetImages,
   textForwardPacked,
@@ -307,7 +308,7 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
       const emb = m.embed(ids, 2 * B, T, perSlot, mask, prefix);
       const { logits } = m.textForward(emb.embeds, { attentionMask: emb.attentionMask, lastIndex: emb.lastIndex, ctx });
       const [liked, disliked] = tf.split(logits, 2, 0) as [tf.Tensor2D, tf.Tensor2D];
-      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+      return pairLogits(liked, disliked, auxLoss);
     });
   }
 
@@ -379,9 +380,7 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
         const packed = tf.concat(pieces, 0) as tf.Tensor2D;
         groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, ...layout }, { ctx: rowContext(ctx, u) }).logits);
       }
-      const liked = pickTurnLogits(groupLogits, rowOf, 'liked');
-      const disliked = pickTurnLogits(groupLogits, rowOf, 'disliked');
-      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+      return sharedPairLogits(groupLogits, rowOf, auxLoss);
     });
   }
 
@@ -425,12 +424,7 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
     } finally {
       refContext?.context.dispose();
     }
-    let kv: PrefixKv;
-    try {
-      kv = runPrefix(m.params, m.config, embeds);
-    } finally {
-      embeds.dispose();
-    }
+    const kv = historyState(m.params, m.config, embeds);
     const readout = p.readout;
     return historySession(kv, HISTORY_CHUNK, 'idefics2', (prompt) => {
       const enc = encode(prompt);

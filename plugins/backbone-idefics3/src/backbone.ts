@@ -29,12 +29,13 @@ import {
   VisionLanguageBackbone,
   historyLength,
   historySession,
-  pickTurnLogits,
+  historyState,
+  pairLogits,
+  sharedPairLogits,
   prefixTurnsLayout,
   readCandidates,
   rowContext,
   runAfterPrefix,
-  runPrefix,
   takeRows,
   targetImages,
   textForwardPacked,
@@ -294,7 +295,7 @@ export class Idefics3Backbone extends VisionLanguageBackbone<Idefics3Model, Idef
       const emb = m.embed(ids, 2 * B, T, perSeq, mask, prefix);
       const { logits } = m.textForward(emb.embeds, { attentionMask: emb.attentionMask, lastIndex: emb.lastIndex, ctx });
       const [liked, disliked] = tf.split(logits, 2, 0) as [tf.Tensor2D, tf.Tensor2D];
-      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+      return pairLogits(liked, disliked, auxLoss);
     });
   }
 
@@ -342,9 +343,7 @@ export class Idefics3Backbone extends VisionLanguageBackbone<Idefics3Model, Idef
         groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, ...layout }, { ctx: rowContext(ctx, u) }).logits);
       }
       if (auxTerms.length > 0) auxLoss = (auxTerms.length === 1 ? auxTerms[0] : tf.div(tf.addN(auxTerms), auxTerms.length)) as tf.Scalar;
-      const liked = pickTurnLogits(groupLogits, readAt, 'liked');
-      const disliked = pickTurnLogits(groupLogits, readAt, 'disliked');
-      return auxLoss ? { liked, disliked, auxLosses: [{ name: 'prefix', value: auxLoss }] } : { liked, disliked };
+      return sharedPairLogits(groupLogits, readAt, auxLoss);
     });
   }
 
@@ -380,12 +379,7 @@ export class Idefics3Backbone extends VisionLanguageBackbone<Idefics3Model, Idef
     } finally {
       refCtx?.context.dispose();
     }
-    let kv: PrefixKv;
-    try {
-      kv = runPrefix(m.params, m.config, embeds);
-    } finally {
-      embeds.dispose();
-    }
+    const kv = historyState(m.params, m.config, embeds);
     const readout = p.readout;
     return historySession(kv, HISTORY_CHUNK, 'idefics3', (prompt) => {
       const chat = chatFor(prompt).messages;
