@@ -1,53 +1,33 @@
 /**
  * The Backbone contract (packages/core) on the tfjs IDEFICS2: the processor builds the SPEC §2
- * sequence, the model scores it, LoRA adapts it.
- *
- * Work is placed where it is cheapest:
- * - `prepare` (async) tokenises, decodes and preprocesses each image and runs the frozen vision
- *   tower once per unique image, keeping its output in a byte-budgeted LRU (optionally spilled to
- *   disk) keyed by the image's content hash and a fingerprint of the vision weights
- *   (@userpref/mllm's vision-cache.ts): SPEC §8's "re-encodes all 17 images twice" becomes "encodes each image once".
- * - `pairLogits` (sync, differentiable) runs the LoRA-adapted connector once per unique image of
- *   the batch (the liked and disliked sequences share 16 of 17 images), then the text model.
- *   Shared prefix (default, option sharedPrefix): the liked- and disliked-target sequences of an
- *   example have the same tokens and images up to the target image, so that prefix runs once and
- *   only the two target turns run separately, attending to the prefix's keys (@userpref/mllm's attention.ts);
- *   gradients of both target turns flow back through the one prefix. The full path (two complete
- *   sequences per example) is kept (sharedPrefix: false) and gives the same logits. With LoRA
- *   dropout in training the shared prefix draws one dropout mask for both sequences (it is one
- *   computation), the full path two.
- *
- * Preference tokens (stage 2): the provider's [B, P, d] embeddings are prepended before BOS of both
- * sequences of each example (in the shared path: of the prefix); positions and read index follow.
- * PrefixContext.historyMean is the mean input embedding (image features included) of each example's
- * reference history: the tokens up to and including the last <end_of_utterance> before the target
- * image (BOS + "User:" when there are no references).
+ * sequence, the model scores it, LoRA adapts it. The class holds the options, loading and the
+ * contract's entry points; the work is split along its concerns:
+ * - batch-layout.ts: what `prepare` (async) builds: tokenised sequences, the shared-prefix layout,
+ *   history weights and the vision-tower output of each unique image (computed once, cached by
+ *   content hash and vision-weight fingerprint in @userpref/mllm's vision-cache.ts);
+ * - forward.ts: the two forward paths of `pairLogits` (sync, differentiable): the shared prefix
+ *   (default, option sharedPrefix) and two complete sequences per example (sharedPrefix: false),
+ *   which give the same logits, with preference tokens (stage 2) prepended before BOS;
+ * - here: `openHistory` (ranking on a history's kept key-value state) and `visionContext`;
+ *   adapter I/O and the vision cache's fingerprint are the base class's
+ *   (@userpref/mllm's vision-language-backbone.ts).
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { requirePath, type Backbone, type ForwardOptions, type HistorySession, type Logger, type PairLogits, type PreferenceBatch, type PreferenceHistory, type PreferenceImage, type PreparedBatch, type RunContext as CoreRunContext } from '@userpref/core';
 import {
   EVAL,
-  UniqueImages,
   VisionLanguageBackbone,
   historyLength,
   historySession,
-  padRows,
   historyState,
-  pairLogits,
-  sharedPairLogits,
-  prefixTurnsLayout,
   readCandidates,
-  rowContext,
   runAfterPrefix,
-  takeRows,
-  targetImages,
-  textForwardPacked,
   type PrefixKv,
-  type ReadAt,
-  type RunContext,
   type VisionEntry,
 } from '@userpref/mllm';
+import { Idefics2PreparedBatch, prepareBatch } from './batch-layout';
+import { fullPath, sharedPath } from './forward';
 import { Idefics2Model } from './model/idefics2';
 import { DEFAULT_BACKBONE_OPTIONS, type Idefics2BackboneOptions } from './options';
 import { Idefics2Processor } from './processor';
@@ -56,56 +36,6 @@ import { processImage } from './processor/image';
 
 export { DEFAULT_BACKBONE_OPTIONS };
 export type { Idefics2BackboneOptions };
-
-/**
- * The shared-prefix layout: unique reference prefixes (examples of one user with the same history
- * share one) and the target turn of each example.
- */
-interface SharedLayout {
-  /** Unique prefix of each example. */
-  readonly prefixOf: Int32Array;
-  /** [Up * Pmax] prefix token ids (everything before the target image's <image> run), right padded. */
-  readonly prefixIds: Int32Array;
-  readonly prefixMask: Uint8Array;
-  readonly prefixLen: number;
-  readonly prefixLengths: number[];
-  /** [Up * Pmax] history weights over the prefix (1/len on the reference history). */
-  readonly historyWeights: Float32Array;
-  /** Unique-image index of each reference slot, prefix after prefix. */
-  readonly refImages: Int32Array;
-  /** [B * Smax] target-turn ids (the same for the liked and the disliked sequence), right padded. */
-  readonly suffixIds: Int32Array;
-  readonly suffixMask: Uint8Array;
-  readonly suffixLen: number;
-  readonly suffixLengths: number[];
-  /** Unique-image index of the liked / disliked candidate of each example. */
-  readonly likedTarget: Int32Array;
-  readonly dislikedTarget: Int32Array;
-}
-
-class Idefics2PreparedBatch implements PreparedBatch {
-  constructor(
-    readonly size: number,
-    /** [U, Pmax, d_vision] vision outputs of the batch's unique images (owned). */
-    readonly context: tf.Tensor3D,
-    readonly contextValid: Uint8Array,
-    /** [B * T] token ids, right padded (same ids for the liked and disliked sequence). */
-    readonly inputIds: Int32Array,
-    readonly attentionMask: Uint8Array,
-    readonly seqLen: number,
-    /** Unique-image index of each image slot of the 2B sequences (liked rows, then disliked rows). */
-    readonly slotImages: Int32Array,
-    /** Number of slots in the B liked rows. */
-    readonly likedSlots: number,
-    /** [B * T] history weights (1/len on each example's reference history). */
-    readonly historyWeights: Float32Array,
-    readonly shared: SharedLayout,
-  ) {}
-
-  dispose(): void {
-    this.context.dispose();
-  }
-}
 
 /** Candidates scored per forward by a history session (bounds the rows of one packed forward). */
 const HISTORY_CHUNK = 16;
@@ -184,92 +114,9 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
     return entry;
   }
 
+  /** The batch layout and the vision outputs of its unique images (batch-layout.ts). */
   async prepare(batch: PreferenceBatch): Promise<PreparedBatch> {
-    const p = this.p;
-    const B = batch.length;
-    if (B === 0) throw new Error('backbone idefics2: empty batch');
-    const encodings = batch.map((ex) => p.encodeExample(ex));
-    const collated = p.collate(encodings);
-    const T = collated.seqLen;
-    const unique = new UniqueImages();
-    const indexOf = (img: PreferenceImage) => unique.indexOf(img);
-    // Unique-image index of every image slot, in the order the image tokens appear in the 2B
-    // sequences (liked rows first, then disliked rows): the order the features are merged in.
-    const liked: number[] = [];
-    const disliked: number[] = [];
-    const likedTarget = new Int32Array(B);
-    const dislikedTarget = new Int32Array(B);
-    const historyWeights = new Float32Array(B * T);
-    // Unique prefixes: examples with the same history (ids and reference images) share one, unless
-    // a prefix provider is set (its tokens and aux loss are per example).
-    const dedupe = this.prefix === null;
-    const prefixKeys = new Map<string, number>();
-    const prefixOf = new Int32Array(B);
-    const prefixRows: Int32Array[] = [];
-    const prefixHistory: number[] = [];
-    const refImages: number[] = [];
-    const suffixRows: Int32Array[] = [];
-    batch.forEach((ex, b) => {
-      const enc = encodings[b];
-      const { liked: likedImage, disliked: dislikedImage } = targetImages(ex.target);
-      const refs: number[] = [];
-      for (const slot of enc.imageSlots) {
-        liked.push(indexOf(slot.image === 'target' ? likedImage : slot.image));
-        disliked.push(indexOf(slot.image === 'target' ? dislikedImage : slot.image));
-        if (slot.image !== 'target') refs.push(indexOf(slot.image));
-      }
-      likedTarget[b] = indexOf(likedImage);
-      dislikedTarget[b] = indexOf(dislikedImage);
-      const targetStart = enc.imageSlots[enc.imageSlots.length - 1].start;
-      const len = historyLength(enc.inputIds, targetStart, p.tokens.endOfUtterance);
-      historyWeights.fill(1 / len, b * T, b * T + len);
-      // Shared prefix: everything before the target's <image> run (its <fake_token_around_image>
-      // included); the target turn is the rest.
-      const prefix = enc.inputIds.subarray(0, targetStart);
-      const key = dedupe ? `${prefix.join(',')}|${refs.join(',')}` : `#${b}`;
-      let u = prefixKeys.get(key);
-      if (u === undefined) {
-        prefixKeys.set(key, (u = prefixRows.length));
-        prefixRows.push(prefix);
-        prefixHistory.push(len);
-        refImages.push(...refs);
-      }
-      prefixOf[b] = u;
-      suffixRows.push(enc.inputIds.subarray(targetStart));
-    });
-    const visions: VisionEntry[] = [];
-    for (const image of unique.images()) visions.push(await this.vision(image));
-    const dv = this.m.config.vision.hiddenSize;
-    const pMax = Math.max(...visions.map((v) => v.patches));
-    const contextValid = new Uint8Array(visions.length * pMax);
-    const contextData = new Float32Array(visions.length * pMax * dv);
-    visions.forEach((v, i) => {
-      if (v.width !== dv) throw new Error(`vision output width ${v.width} differs from vision_config.hidden_size ${dv}`);
-      contextValid.set(v.patchValid, i * pMax);
-      contextData.set(v.hidden, i * pMax * dv);
-    });
-    const context = tf.tensor3d(contextData, [visions.length, pMax, dv]);
-    const mask = Uint8Array.from(collated.attentionMask);
-    const pre = padRows(prefixRows, p.tokens.pad);
-    const suf = padRows(suffixRows, p.tokens.pad);
-    const historyPrefix = new Float32Array(prefixRows.length * pre.len);
-    prefixHistory.forEach((len, u) => historyPrefix.fill(1 / len, u * pre.len, u * pre.len + len));
-    const shared: SharedLayout = {
-      prefixOf,
-      prefixIds: pre.ids,
-      prefixMask: pre.mask,
-      prefixLen: pre.len,
-      prefixLengths: prefixRows.map((r) => r.length),
-      historyWeights: historyPrefix,
-      refImages: Int32Array.from(refImages),
-      suffixIds: suf.ids,
-      suffixMask: suf.mask,
-      suffixLen: suf.len,
-      suffixLengths: suffixRows.map((r) => r.length),
-      likedTarget,
-      dislikedTarget,
-    };
-    return new Idefics2PreparedBatch(B, context, contextValid, collated.inputIds, mask, T, Int32Array.from([...liked, ...disliked]), liked.length, historyWeights, shared);
+    return prepareBatch(this.p, batch, { hasPrefixProvider: this.prefix !== null, vision: (image) => this.vision(image), model: () => this.m });
   }
 
   pairLogits(prepared: PreparedBatch, options: ForwardOptions): PairLogits {
@@ -284,32 +131,7 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
   }
 
   private fullPath(prepared: Idefics2PreparedBatch, options: ForwardOptions): PairLogits {
-    const m = this.m;
-    const B = prepared.size;
-    const T = prepared.seqLen;
-    const ctx: RunContext = { training: options.training, seed: options.seed, checkpoint: this.options.checkpointing === true };
-    return tf.tidy(() => {
-      const feats = m.connector(prepared.context, prepared.contextValid, ctx);
-      const perSlot = takeRows(feats, prepared.slotImages);
-      const ids = new Int32Array(2 * B * T);
-      ids.set(prepared.inputIds, 0);
-      ids.set(prepared.inputIds, B * T);
-      const mask = new Uint8Array(2 * B * T);
-      mask.set(prepared.attentionMask, 0);
-      mask.set(prepared.attentionMask, B * T);
-      let prefix: tf.Tensor3D | undefined;
-      let auxLoss: tf.Scalar | undefined;
-      if (this.prefix) {
-        const base = m.embed(ids.subarray(0, B * T), B, T, tf.slice(perSlot, [0, 0, 0], [prepared.likedSlots, -1, -1]) as tf.Tensor3D, mask.subarray(0, B * T));
-        const out = this.prefixTokens(prepared.historyWeights, base.embeds, B);
-        prefix = tf.concat([out.embeddings, out.embeddings], 0) as tf.Tensor3D;
-        auxLoss = out.auxLoss;
-      }
-      const emb = m.embed(ids, 2 * B, T, perSlot, mask, prefix);
-      const { logits } = m.textForward(emb.embeds, { attentionMask: emb.attentionMask, lastIndex: emb.lastIndex, ctx });
-      const [liked, disliked] = tf.split(logits, 2, 0) as [tf.Tensor2D, tf.Tensor2D];
-      return pairLogits(liked, disliked, auxLoss);
-    });
+    return fullPath(this.m, prepared, options, this.prefix, this.options.checkpointing === true);
   }
 
   /**
@@ -329,59 +151,7 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
   }
 
   private sharedPath(prepared: Idefics2PreparedBatch, options: ForwardOptions): PairLogits {
-    const m = this.m;
-    const B = prepared.size;
-    const s = prepared.shared;
-    const d = m.config.text.hiddenSize;
-    const ctx: RunContext = { training: options.training, seed: options.seed, checkpoint: this.options.checkpointing === true };
-    const Up = s.prefixLengths.length;
-    return tf.tidy(() => {
-      const feats = m.connector(prepared.context, prepared.contextValid, ctx);
-      const refFeats = s.refImages.length > 0 ? takeRows(feats, s.refImages) : null;
-      const pre = m.embed(s.prefixIds, Up, s.prefixLen, refFeats, s.prefixMask);
-      let prefixEmb = pre.embeds;
-      let P = 0;
-      let auxLoss: tf.Scalar | undefined;
-      if (this.prefix) {
-        if (Up !== B) throw new Error('backbone idefics2: a batch prepared without a prefix provider cannot run with one (prepare() again after setPrefixProvider)');
-        const out = this.prefixTokens(s.historyWeights, pre.embeds, B);
-        P = out.embeddings.shape[1];
-        prefixEmb = tf.concat([out.embeddings, pre.embeds], 1) as tf.Tensor3D;
-        auxLoss = out.auxLoss;
-      }
-      const targets = takeRows(feats, [...s.likedTarget, ...s.dislikedTarget]);
-      const sufIds = new Int32Array(2 * s.suffixIds.length);
-      sufIds.set(s.suffixIds, 0);
-      sufIds.set(s.suffixIds, s.suffixIds.length);
-      const sufMask = new Uint8Array(2 * s.suffixMask.length);
-      sufMask.set(s.suffixMask, 0);
-      sufMask.set(s.suffixMask, s.suffixMask.length);
-      const suf = m.embed(sufIds, 2 * B, s.suffixLen, targets, sufMask).embeds;
-      // One packed forward per unique prefix: the prefix, then the liked and the disliked turns of
-      // its examples. (Per group rather than the whole batch: on wasm every row slice copies its
-      // whole source tensor, so one big packed matrix would cost O(batch^2) in slicing.)
-      const take = (t: tf.Tensor3D, r: number, len: number) => tf.reshape(t.shape[0] === 1 && t.shape[1] === len ? t : tf.slice(t, [r, 0, 0], [1, len, d]), [len, d]) as tf.Tensor2D;
-      const rowOf: ReadAt = [];
-      const groupLogits: tf.Tensor2D[] = [];
-      for (let u = 0; u < Up; u++) {
-        const members = [...Array(B).keys()].filter((b) => s.prefixOf[b] === u);
-        const len = P + s.prefixLengths[u];
-        const pieces: tf.Tensor2D[] = [take(prefixEmb, u, len)];
-        const turns: number[] = [];
-        for (const which of ['liked', 'disliked'] as const) {
-          for (const b of members) {
-            const sl = s.suffixLengths[b];
-            pieces.push(take(suf, (which === 'liked' ? 0 : B) + b, sl));
-            rowOf[b] ??= { liked: [0, 0], disliked: [0, 0] };
-            rowOf[b][which] = [u, turns.push(sl) - 1];
-          }
-        }
-        const layout = prefixTurnsLayout(len, turns);
-        const packed = tf.concat(pieces, 0) as tf.Tensor2D;
-        groupLogits.push(textForwardPacked(m.params, m.config, { embeds: packed, ...layout }, { ctx: rowContext(ctx, u) }).logits);
-      }
-      return sharedPairLogits(groupLogits, rowOf, auxLoss);
-    });
+    return sharedPath(this.m, prepared, options, this.prefix, this.options.checkpointing === true);
   }
 
   /**
