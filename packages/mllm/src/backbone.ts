@@ -75,13 +75,93 @@ export function padRows(rows: readonly Int32Array[], pad: number): { ids: Int32A
 }
 
 /**
- * The prefix provider's embeddings [B, P, d] for the history means of `embeds` [B, T, d] under
- * `historyWeights` [B * T] (1/len on each example's reference history), shape checked.
+ * Weights over rows of T input embeddings from which the prefix provider's context
+ * (PrefixContext) is computed: one weighted sum per row and weight vector.
  */
-export function prefixTokens(provider: PrefixProvider, historyWeights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
+export interface HistoryWeights {
+  /** [rows * T] 1/len on each row's reference history: PrefixContext.historyMean. */
+  readonly mean: Float32Array;
+  /**
+   * [rows * T] +1/n on each of the n `<image>` tokens of the row's liked reference images, -1/m on
+   * each of the m of its disliked ones: PrefixContext.preferenceDirection.
+   */
+  readonly direction: Float32Array;
+}
+
+export function historyWeights(rows: number, T: number): HistoryWeights {
+  return { mean: new Float32Array(rows * T), direction: new Float32Array(rows * T) };
+}
+
+/**
+ * Fills row `row` of `w` (rows of T) for one encoded example: 1/historyLen on its first
+ * `historyLen` tokens, and the liked-minus-disliked weights on its reference images' `<image>`
+ * tokens. Reference image i (sequence order) owns the next `imageTokens[i]` `<image>` tokens of
+ * `inputIds` (the tokens between them, e.g. tile markers, are not counted); `liked[i]` says
+ * whether it is the liked image of its pair. A history with no liked or no disliked image (no
+ * references) has direction 0.
+ */
+export function fillHistoryWeights(
+  w: HistoryWeights,
+  row: number,
+  T: number,
+  historyLen: number,
+  inputIds: ArrayLike<number>,
+  imageToken: number,
+  imageTokens: readonly number[],
+  liked: readonly boolean[],
+): void {
+  if (imageTokens.length !== liked.length) throw new Error(`history weights: ${imageTokens.length} reference images but ${liked.length} liked flags`);
+  if (historyLen > T || historyLen > inputIds.length) throw new Error(`history weights: history of ${historyLen} tokens in rows of ${T} (${inputIds.length} ids)`);
+  w.mean.fill(1 / historyLen, row * T, row * T + historyLen);
+  let likedTokens = 0;
+  let dislikedTokens = 0;
+  imageTokens.forEach((n, i) => (liked[i] ? (likedTokens += n) : (dislikedTokens += n)));
+  const expected = likedTokens + dislikedTokens;
+  let image = 0;
+  let used = 0;
+  let seen = 0;
+  for (let t = 0; t < historyLen; t++) {
+    if (inputIds[t] !== imageToken) continue;
+    while (image < imageTokens.length && used === imageTokens[image]) {
+      image++;
+      used = 0;
+    }
+    if (image >= imageTokens.length) throw new Error(`history weights: more than ${expected} <image> tokens in the reference history`);
+    w.direction[row * T + t] = liked[image] ? 1 / likedTokens : -1 / dislikedTokens;
+    used++;
+    seen++;
+  }
+  if (seen !== expected) throw new Error(`history weights: ${seen} <image> tokens in the reference history; its ${imageTokens.length} images need ${expected}`);
+  if (likedTokens === 0 || dislikedTokens === 0) w.direction.fill(0, row * T, row * T + historyLen);
+}
+
+/** Rows of possibly different lengths, each right-padded with zero weight to T. */
+export function stackHistoryWeights(rows: readonly HistoryWeights[], T: number): HistoryWeights {
+  const out = historyWeights(rows.length, T);
+  rows.forEach((r, b) => {
+    if (r.mean.length > T) throw new Error(`history weights: a row of ${r.mean.length} does not fit rows of ${T}`);
+    out.mean.set(r.mean, b * T);
+    out.direction.set(r.direction, b * T);
+  });
+  return out;
+}
+
+/**
+ * The prefix provider's embeddings [B, P, d] for the context of `embeds` [B, T, d] under
+ * `weights` (rows of T; see HistoryWeights), shape checked.
+ */
+export function prefixTokens(provider: PrefixProvider, weights: HistoryWeights, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
   const [, T, d] = embeds.shape;
-  const historyMean = tf.reshape(tf.matMul(tf.tensor3d(historyWeights, [B, 1, T]), embeds), [B, d]) as tf.Tensor2D;
-  const out = provider.prefix({ historyMean });
+  if (weights.mean.length !== B * T || weights.direction.length !== B * T) throw new Error(`history weights of ${weights.mean.length} / ${weights.direction.length} for [${B}, ${T}] embeddings`);
+  const both = new Float32Array(B * 2 * T);
+  for (let b = 0; b < B; b++) {
+    both.set(weights.mean.subarray(b * T, (b + 1) * T), 2 * b * T);
+    both.set(weights.direction.subarray(b * T, (b + 1) * T), (2 * b + 1) * T);
+  }
+  const sums = tf.matMul(tf.tensor3d(both, [B, 2, T]), embeds); // [B, 2, d]
+  const historyMean = tf.reshape(tf.slice(sums, [0, 0, 0], [B, 1, d]), [B, d]) as tf.Tensor2D;
+  const preferenceDirection = tf.reshape(tf.slice(sums, [0, 1, 0], [B, 1, d]), [B, d]) as tf.Tensor2D;
+  const out = provider.prefix({ historyMean, preferenceDirection });
   if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
   return out;
 }

@@ -44,25 +44,30 @@ export function userText(prompt: string, options: PreferenceChatOptions): string
   return `The prompt is '${cut}' Score for this image?`;
 }
 
-/** The chat of an example and its reference images in sequence order (the target's image is the last `<image>`, not among them). */
+/**
+ * The chat of an example, its reference images in sequence order (the target's image is the last
+ * `<image>`, not among them) and, per reference image, whether it is the liked one of its pair.
+ */
 export function preferenceChat(
   example: Pick<PreferenceExample, 'userId' | 'references' | 'likedFirst'> & { target: { prompt: string } },
   options: PreferenceChatOptions,
-): { messages: ChatMessage[]; references: PreferenceImage[] } {
+): { messages: ChatMessage[]; references: PreferenceImage[]; liked: boolean[] } {
   const { references, likedFirst } = example;
   if (likedFirst.length !== references.length) throw new Error(`example of user ${example.userId}: ${references.length} references but ${likedFirst.length} likedFirst flags`);
   const messages: ChatMessage[] = [];
   const images: PreferenceImage[] = [];
+  const liked: boolean[] = [];
   references.forEach((ref, i) => {
     const order: Array<[PreferenceImage, string]> = likedFirst[i] ? [[ref.liked, '+'], [ref.disliked, '-']] : [[ref.disliked, '-'], [ref.liked, '+']];
     for (const [image, answer] of order) {
       messages.push({ role: 'user', content: [{ type: 'image' }, { type: 'text', text: userText(ref.prompt, options) }] });
       messages.push({ role: 'assistant', content: [{ type: 'text', text: answer }] });
       images.push(image);
+      liked.push(answer === '+');
     }
   });
   messages.push({ role: 'user', content: [{ type: 'image' }, { type: 'text', text: userText(example.target.prompt, options) }] });
-  return { messages, references: images };
+  return { messages, references: images, liked };
 }
 
 /** The chat template applied to `messages` (with the generation prompt, e.g. "Assistant:", when asked). */

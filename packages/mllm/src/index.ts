@@ -34,7 +34,8 @@ export { WeightSource, TENSOR_NAME_ALIASES, readVisionTower, readDecoder, vision
 export type { Norm, VisionLayerParams, TextLayerParams, VisionTowerParams, DecoderParams, VisionModelParams, DecoderModelParams, LoadReport, WeightSourceOptions } from './weights';
 export { rescaleNormalize, checkImageSize, preprocessorKeys } from './image';
 export type { RescaleNormalizeConfig } from './image';
-export { historyLength, UniqueImages, targetImages, takeRows, padRows, prefixTokens, prefixTurnsLayout, pickTurnLogits, pairLogits, sharedPairLogits, historyState, readCandidates, historySession, meanOverPatches, visionTowerTensors, saveAttachedAdapter, loadAttachedAdapter } from './backbone';
+export { historyLength, historyWeights, fillHistoryWeights, stackHistoryWeights, UniqueImages, targetImages, takeRows, padRows, prefixTokens, prefixTurnsLayout, pickTurnLogits, pairLogits, sharedPairLogits, historyState, readCandidates, historySession, meanOverPatches, visionTowerTensors, saveAttachedAdapter, loadAttachedAdapter } from './backbone';
+export type { HistoryWeights } from './backbone';
 export type { ReadAt, PairLogitsResult } from './backbone';
 export { checkChatOptions, userText, preferenceChat, renderChat, readoutTokens, loadTokenizer, singleTokenId, readJson, readJsonIfExists, imageProcessorSettings } from './chat';
 export type { ChatMessage, PreferenceChatOptions, Tokenizer } from './chat';

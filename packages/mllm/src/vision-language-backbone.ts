@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger, PreferenceImage, PrefixProvider, ReadoutTokens, RunContext as CoreRunContext } from '@userpref/core';
 import { LoraAdapter, type LoraTarget } from './adapter';
-import { loadAttachedAdapter, meanOverPatches, prefixTokens, saveAttachedAdapter, visionTowerTensors } from './backbone';
+import { loadAttachedAdapter, meanOverPatches, prefixTokens, saveAttachedAdapter, visionTowerTensors, type HistoryWeights } from './backbone';
 import type { TextConfig, VisionConfig } from './config';
 import type { LoraSettings } from './lora';
 import { VisionCache, type VisionCacheStats, type VisionEntry } from './vision-cache';
@@ -114,8 +114,8 @@ export abstract class VisionLanguageBackbone<M extends VisionLanguageModel, P ex
   }
 
   /** The prefix provider's embeddings for history weights [B * T] over embeddings [B, T, d] (shape checked). */
-  protected prefixTokens(historyWeights: Float32Array, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
-    return prefixTokens(this.prefix!, historyWeights, embeds, B);
+  protected prefixTokens(weights: HistoryWeights, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
+    return prefixTokens(this.prefix!, weights, embeds, B);
   }
 
   /** Mean of the vision tower's output over each image's real patches (all its tiles). */

@@ -85,7 +85,7 @@ export class ToyBackbone implements Backbone {
     let w: tf.Tensor = this.w;
     if (options.training) w = tf.dropout(w, 0.1, undefined, options.seed);
     if (this.prefix) {
-      const e = this.prefix.prefix({ historyMean: tf.zeros([p.size, 2]) as tf.Tensor2D }).embeddings;
+      const e = this.prefix.prefix({ historyMean: tf.zeros([p.size, 2]) as tf.Tensor2D, preferenceDirection: tf.zeros([p.size, 2]) as tf.Tensor2D }).embeddings;
       w = tf.add(w, tf.sum(tf.mean(e, 1), 0).reshape([2, 1]));
     }
     return { liked: tf.matMul(p.liked, w) as tf.Tensor2D, disliked: tf.matMul(p.disliked, w) as tf.Tensor2D };

@@ -18,7 +18,9 @@ import { requirePath, type Backbone, type ForwardOptions, type HistorySession, t
 import {
   EVAL,
   VisionLanguageBackbone,
+  fillHistoryWeights,
   historyLength,
+  historyWeights,
   historySession,
   historyState,
   readCandidates,
@@ -171,7 +173,7 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
     const placeholder: PreferenceImage = { id: 'candidate', decode: () => Promise.reject(new Error('the candidate slot has no image of its own')) };
     const encode = (prompt: string) => {
       const enc = p.encodeExample({ userId: 'history', references, likedFirst, target: { prompt, image0: placeholder, image1: placeholder, label0: 1 } });
-      return { ids: enc.inputIds, start: enc.imageSlots[enc.imageSlots.length - 1].start, slots: enc.imageSlots };
+      return { ids: enc.inputIds, start: enc.imageSlots[enc.imageSlots.length - 1].start, slots: enc.imageSlots, liked: enc.referenceLiked };
     };
     const first = encode('');
     const prefixIds = first.ids.slice(0, first.start);
@@ -187,7 +189,8 @@ export class Idefics2Backbone extends VisionLanguageBackbone<Idefics2Model, Idef
         const rows = tf.reshape(pre, [prefixIds.length, d]) as tf.Tensor2D;
         if (!provider) return rows;
         const len = historyLength(first.ids, first.start, p.tokens.endOfUtterance);
-        const weights = new Float32Array(prefixIds.length).fill(1 / len, 0, len);
+        const weights = historyWeights(1, prefixIds.length);
+        fillHistoryWeights(weights, 0, prefixIds.length, len, prefixIds, p.tokens.image, first.liked.map(() => p.imageSeqLen), first.liked);
         const tokens = this.prefixTokens(weights, pre, 1).embeddings;
         return tf.concat([tf.reshape(tokens, [tokens.shape[1], d]), rows], 0) as tf.Tensor2D;
       });

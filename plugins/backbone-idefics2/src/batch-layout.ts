@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { PreferenceBatch, PreferenceImage, PreparedBatch } from '@userpref/core';
-import { UniqueImages, historyLength, padRows, targetImages, type VisionEntry } from '@userpref/mllm';
+import { UniqueImages, fillHistoryWeights, historyLength, historyWeights as newHistoryWeights, padRows, targetImages, type HistoryWeights, type VisionEntry } from '@userpref/mllm';
 import type { Idefics2Model } from './model/idefics2';
 import type { Idefics2Processor } from './processor';
 
@@ -28,8 +28,8 @@ export interface SharedLayout {
   readonly prefixMask: Uint8Array;
   readonly prefixLen: number;
   readonly prefixLengths: number[];
-  /** [Up * Pmax] history weights over the prefix (1/len on the reference history). */
-  readonly historyWeights: Float32Array;
+  /** [Up * Pmax] history weights over the prefix (PrefixContext's mean and liked-minus-disliked direction). */
+  readonly historyWeights: HistoryWeights;
   /** Unique-image index of each reference slot, prefix after prefix. */
   readonly refImages: Int32Array;
   /** [B * Smax] target-turn ids (the same for the liked and the disliked sequence), right padded. */
@@ -56,8 +56,8 @@ export class Idefics2PreparedBatch implements PreparedBatch {
     readonly slotImages: Int32Array,
     /** Number of slots in the B liked rows. */
     readonly likedSlots: number,
-    /** [B * T] history weights (1/len on each example's reference history). */
-    readonly historyWeights: Float32Array,
+    /** [B * T] history weights (PrefixContext's mean and liked-minus-disliked direction). */
+    readonly historyWeights: HistoryWeights,
     readonly shared: SharedLayout,
   ) {}
 
@@ -91,14 +91,14 @@ export async function prepareBatch(p: Idefics2Processor, batch: PreferenceBatch,
   const disliked: number[] = [];
   const likedTarget = new Int32Array(B);
   const dislikedTarget = new Int32Array(B);
-  const historyWeights = new Float32Array(B * T);
+  const historyWeights = newHistoryWeights(B, T);
   // Unique prefixes: examples with the same history (ids and reference images) share one, unless
   // a prefix provider is set (its tokens and aux loss are per example).
   const dedupe = !source.hasPrefixProvider;
   const prefixKeys = new Map<string, number>();
   const prefixOf = new Int32Array(B);
   const prefixRows: Int32Array[] = [];
-  const prefixHistory: number[] = [];
+  const prefixHistory: Array<{ len: number; ids: Int32Array; liked: readonly boolean[] }> = [];
   const refImages: number[] = [];
   const suffixRows: Int32Array[] = [];
   batch.forEach((ex, b) => {
@@ -114,7 +114,8 @@ export async function prepareBatch(p: Idefics2Processor, batch: PreferenceBatch,
     dislikedTarget[b] = indexOf(dislikedImage);
     const targetStart = enc.imageSlots[enc.imageSlots.length - 1].start;
     const len = historyLength(enc.inputIds, targetStart, p.tokens.endOfUtterance);
-    historyWeights.fill(1 / len, b * T, b * T + len);
+    const refTokens = enc.referenceLiked.map(() => p.imageSeqLen);
+    fillHistoryWeights(historyWeights, b, T, len, enc.inputIds, p.tokens.image, refTokens, enc.referenceLiked);
     // Shared prefix: everything before the target's <image> run (its <fake_token_around_image>
     // included); the target turn is the rest.
     const prefix = enc.inputIds.subarray(0, targetStart);
@@ -123,7 +124,7 @@ export async function prepareBatch(p: Idefics2Processor, batch: PreferenceBatch,
     if (u === undefined) {
       prefixKeys.set(key, (u = prefixRows.length));
       prefixRows.push(prefix);
-      prefixHistory.push(len);
+      prefixHistory.push({ len, ids: prefix, liked: enc.referenceLiked });
       refImages.push(...refs);
     }
     prefixOf[b] = u;
@@ -144,8 +145,10 @@ export async function prepareBatch(p: Idefics2Processor, batch: PreferenceBatch,
   const mask = Uint8Array.from(collated.attentionMask);
   const pre = padRows(prefixRows, p.tokens.pad);
   const suf = padRows(suffixRows, p.tokens.pad);
-  const historyPrefix = new Float32Array(prefixRows.length * pre.len);
-  prefixHistory.forEach((len, u) => historyPrefix.fill(1 / len, u * pre.len, u * pre.len + len));
+  const historyPrefix = newHistoryWeights(prefixRows.length, pre.len);
+  prefixHistory.forEach(({ len, ids, liked: refLiked }, u) =>
+    fillHistoryWeights(historyPrefix, u, pre.len, len, ids, p.tokens.image, refLiked.map(() => p.imageSeqLen), refLiked),
+  );
   const shared: SharedLayout = {
     prefixOf,
     prefixIds: pre.ids,

@@ -120,6 +120,39 @@ describe('Idefics2Backbone (tiny checkpoint)', () => {
     }
   });
 
+  it("PrefixContext: the history mean ignores which image of a pair was liked; the preference direction turns round with it", async () => {
+    const seen: Array<{ mean: number[][]; direction: number[][] }> = [];
+    const recorder: PrefixProvider = {
+      length: 1,
+      prefix: (ctx) => {
+        seen.push({ mean: ctx.historyMean.arraySync(), direction: ctx.preferenceDirection.arraySync() });
+        return { embeddings: tf.zeros([ctx.historyMean.shape[0], 1, ctx.historyMean.shape[1]]) as tf.Tensor3D };
+      },
+    };
+    backbone.setPrefixProvider(recorder);
+    try {
+      const ex = example('u1', 3, 11, 1);
+      // The same images in the same places, each pair's answers swapped.
+      const flipped: PreferenceExample = { ...ex, references: ex.references.map((r) => ({ ...r, liked: r.disliked, disliked: r.liked })), likedFirst: ex.likedFirst.map((f) => !f) };
+      for (const e of [ex, flipped]) {
+        const prepared = await backbone.prepare([e]);
+        tf.dispose(Object.values(backbone.pairLogits(prepared, { training: false })));
+        prepared.dispose();
+      }
+      const [a, b] = seen;
+      expect(maxRel(b.mean[0], a.mean[0])).toBeLessThan(1e-6);
+      expect(Math.max(...a.direction[0].map(Math.abs))).toBeGreaterThan(1e-3);
+      expect(maxRel(b.direction[0].map((v) => -v), a.direction[0])).toBeLessThan(1e-6);
+      // A history session (ranking) hands the provider the same context as a prepared batch.
+      const session = await backbone.openHistory({ references: ex.references, likedFirst: ex.likedFirst });
+      session.dispose();
+      expect(maxRel(seen[2].direction[0], a.direction[0])).toBeLessThan(1e-5);
+      expect(maxRel(seen[2].mean[0], a.mean[0])).toBeLessThan(1e-5);
+    } finally {
+      backbone.setPrefixProvider(null);
+    }
+  });
+
   it('caches vision outputs per image and frees prepared batches', async () => {
     const batch = [example('u1', 2, 5, 1)];
     const p1 = await backbone.prepare(batch);

@@ -25,7 +25,6 @@ import { requirePath, type Backbone, type ForwardOptions, type HistorySession, t
 import {
   EVAL,
   VisionLanguageBackbone,
-  historyLength,
   historySession,
   historyState,
   readCandidates,
@@ -34,7 +33,7 @@ import {
   type PrefixKv,
   type VisionEntry,
 } from '@userpref/mllm';
-import { Idefics3PreparedBatch, prepareBatch, tileIndices } from './batch-layout';
+import { Idefics3PreparedBatch, prefixHistoryWeights, prepareBatch, tileIndices } from './batch-layout';
 import { fullPath, sharedPath } from './forward';
 import { Idefics3Model } from './model/idefics3';
 import { DEFAULT_IDEFICS3_OPTIONS, IDEFICS3_TARGET_MODULES, type Idefics3BackboneOptions } from './options';
@@ -199,7 +198,7 @@ export class Idefics3Backbone extends VisionLanguageBackbone<Idefics3Model, Idef
     const likedFirst = history.likedFirst ?? references.map(() => false);
     const d = m.config.text.hiddenSize;
     const chatFor = (prompt: string) => p.messages({ userId: 'history', references, likedFirst, target: { prompt } });
-    const { messages, references: refImages } = chatFor('');
+    const { messages, references: refImages, liked } = chatFor('');
     const refLayouts: TileLayout[] = [];
     for (const im of refImages) refLayouts.push(await this.layout(im));
     const probe = p.encode(messages, [...refLayouts, { rows: 0, cols: 0 }]);
@@ -212,8 +211,8 @@ export class Idefics3Backbone extends VisionLanguageBackbone<Idefics3Model, Idef
         const feats = refCtx ? m.connector(refCtx.context, EVAL) : null;
         const rows = tf.reshape(m.embed(prefixIds, 1, prefixIds.length, feats).embeds, [prefixIds.length, d]) as tf.Tensor2D;
         if (!provider) return rows;
-        const len = historyLength(probe.inputIds, probe.targetStart, p.tokens.endOfUtterance);
-        const tokens = this.prefixTokens(new Float32Array(prefixIds.length).fill(1 / len, 0, len), tf.expandDims(rows, 0) as tf.Tensor3D, 1).embeddings;
+        const weights = prefixHistoryWeights(p, prefixIds, probe.targetStart, refLayouts, liked);
+        const tokens = this.prefixTokens(weights, tf.expandDims(rows, 0) as tf.Tensor3D, 1).embeddings;
         return tf.concat([tf.reshape(tokens, [tokens.shape[1], d]), rows], 0) as tf.Tensor2D;
       });
     } finally {

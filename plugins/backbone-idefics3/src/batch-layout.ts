@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { PreferenceBatch, PreferenceImage, PreparedBatch } from '@userpref/core';
-import { UniqueImages, historyLength, targetImages } from '@userpref/mllm';
+import { UniqueImages, fillHistoryWeights, historyLength, historyWeights, targetImages, type HistoryWeights } from '@userpref/mllm';
 import type { Idefics3Processor, TileLayout } from './processor/processor';
 
 /** One encoded sequence pair of an example. */
@@ -23,8 +23,8 @@ export interface ExampleRows {
   readonly refs: number[];
   readonly liked: number;
   readonly disliked: number;
-  /** Length of the reference history (what historyMean averages). */
-  readonly history: number;
+  /** Weights over `prefix` from which PrefixContext is computed (history mean, liked-minus-disliked direction). */
+  readonly history: HistoryWeights;
 }
 
 export class Idefics3PreparedBatch implements PreparedBatch {
@@ -55,17 +55,31 @@ export function tileIndices(ranges: ReadonlyArray<readonly [number, number]>, im
 const sameLayout = (a: TileLayout, b: TileLayout) => a.rows === b.rows && a.cols === b.cols;
 
 /** Encodes an example's two sequences; `layouts` are the references' then the candidates'. */
-function encodePair(p: Idefics3Processor, chat: ReturnType<Idefics3Processor['messages']>['messages'], refLayouts: TileLayout[], liked: TileLayout, disliked: TileLayout): { prefix: Int32Array; likedSuffix: Int32Array; dislikedSuffix: Int32Array; history: number } {
-  const a = p.encode(chat, [...refLayouts, liked]);
+function encodePair(
+  p: Idefics3Processor,
+  chat: ReturnType<Idefics3Processor['messages']>,
+  refLayouts: TileLayout[],
+  liked: TileLayout,
+  disliked: TileLayout,
+): { prefix: Int32Array; likedSuffix: Int32Array; dislikedSuffix: Int32Array; history: HistoryWeights } {
+  const a = p.encode(chat.messages, [...refLayouts, liked]);
   const prefix = a.inputIds.slice(0, a.targetStart);
   const likedSuffix = a.inputIds.slice(a.targetStart);
   let dislikedSuffix = likedSuffix;
   if (!sameLayout(liked, disliked)) {
-    const b = p.encode(chat, [...refLayouts, disliked]);
+    const b = p.encode(chat.messages, [...refLayouts, disliked]);
     if (b.targetStart !== a.targetStart || b.inputIds.subarray(0, b.targetStart).some((id, i) => id !== prefix[i])) throw new Error('backbone idefics3: the two candidates change the tokens before the target image');
     dislikedSuffix = b.inputIds.slice(b.targetStart);
   }
-  return { prefix, likedSuffix, dislikedSuffix, history: historyLength(a.inputIds, a.targetStart, p.tokens.endOfUtterance) };
+  return { prefix, likedSuffix, dislikedSuffix, history: prefixHistoryWeights(p, prefix, a.targetStart, refLayouts, chat.liked) };
+}
+
+/** The history weights of one reference prefix (ids up to the target image) as one row. */
+export function prefixHistoryWeights(p: Idefics3Processor, prefix: Int32Array, targetStart: number, refLayouts: readonly TileLayout[], liked: readonly boolean[]): HistoryWeights {
+  const w = historyWeights(1, prefix.length);
+  const len = historyLength(prefix, targetStart, p.tokens.endOfUtterance);
+  fillHistoryWeights(w, 0, prefix.length, len, prefix, p.tokens.image, refLayouts.map((l) => p.imageTokenCount(l)), liked);
+  return w;
 }
 
 /** What prepareBatch needs of the backbone. */
@@ -91,11 +105,12 @@ export async function prepareBatch(batch: PreferenceBatch, source: BatchLayoutSo
   const prefixOf = new Int32Array(B);
   const dedupe = !source.hasPrefixProvider;
   for (const [b, ex] of batch.entries()) {
-    const { messages, references } = source.processor().messages(ex);
+    const chat = source.processor().messages(ex);
+    const references = chat.references;
     const refLayouts: TileLayout[] = [];
     for (const im of references) refLayouts.push(await source.layout(im));
     const { liked: likedImage, disliked: dislikedImage } = targetImages(ex.target);
-    const enc = encodePair(source.processor(), messages, refLayouts, await source.layout(likedImage), await source.layout(dislikedImage));
+    const enc = encodePair(source.processor(), chat, refLayouts, await source.layout(likedImage), await source.layout(dislikedImage));
     const refs = references.map(indexOf);
     rows.push({ ...enc, refs, liked: indexOf(likedImage), disliked: indexOf(dislikedImage) });
     const key = dedupe ? `${enc.prefix.join(',')}|${refs.join(',')}` : `#${b}`;

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ForwardOptions, PairLogits, PrefixProvider } from '@userpref/core';
-import { pairLogits, prefixTokens, prefixTurnsLayout, rowContext, sharedPairLogits, takeRows, textForwardPacked, type ReadAt, type RunContext as ForwardContext } from '@userpref/mllm';
+import { pairLogits, prefixTokens, stackHistoryWeights, prefixTurnsLayout, rowContext, sharedPairLogits, takeRows, textForwardPacked, type ReadAt, type RunContext as ForwardContext } from '@userpref/mllm';
 import { tileIndices, type Idefics3PreparedBatch } from './batch-layout';
 import type { Idefics3Model } from './model/idefics3';
 
@@ -44,9 +44,7 @@ export function fullPath(m: Idefics3Model, prepared: Idefics3PreparedBatch, opti
     if (provider) {
       const likedTiles = tileIndices(prepared.tileRanges, images.slice(0, B).flat()).length;
       const base = m.embed(ids.subarray(0, B * T), B, T, tf.slice(perSeq, [0, 0, 0], [likedTiles, -1, -1]), mask.subarray(0, B * T));
-      const weights = new Float32Array(B * T);
-      prepared.rows.forEach((r, b) => weights.fill(1 / r.history, b * T, b * T + r.history));
-      const out = prefixTokens(provider, weights, base.embeds, B);
+      const out = prefixTokens(provider, stackHistoryWeights(prepared.rows.map((r) => r.history), T), base.embeds, B);
       prefix = tf.concat([out.embeddings, out.embeddings], 0) as tf.Tensor3D;
       auxLoss = out.auxLoss;
     }
@@ -79,8 +77,7 @@ export function sharedPath(m: Idefics3Model, prepared: Idefics3PreparedBatch, op
       const first = prepared.rows[members[0]];
       let prefixRows = embedRow(first.prefix, first.refs);
       if (provider) {
-        const weights = new Float32Array(first.prefix.length).fill(1 / first.history, 0, first.history);
-        const out = prefixTokens(provider, weights, tf.expandDims(prefixRows, 0) as tf.Tensor3D, 1);
+        const out = prefixTokens(provider, first.history, tf.expandDims(prefixRows, 0) as tf.Tensor3D, 1);
         prefixRows = tf.concat([tf.reshape(out.embeddings, [out.embeddings.shape[1], d]), prefixRows], 0) as tf.Tensor2D;
         if (out.auxLoss) auxTerms.push(out.auxLoss);
       }

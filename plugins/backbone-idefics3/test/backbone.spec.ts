@@ -121,6 +121,63 @@ describe.each(ARCHS)('Idefics3Backbone on %s', (arch) => {
     prepared.dispose();
   });
 
+  it('PrefixContext.preferenceDirection weighs each reference image by its tokens (tiles), the same in every path', async () => {
+    const contexts: Array<{ mean: number[]; direction: number[] }> = [];
+    const recorder: PrefixProvider = {
+      length: 1,
+      prefix: (ctx) => {
+        const B = ctx.historyMean.shape[0];
+        const mean = ctx.historyMean.arraySync();
+        const direction = ctx.preferenceDirection.arraySync();
+        for (let b = 0; b < B; b++) contexts.push({ mean: mean[b], direction: direction[b] });
+        return { embeddings: tf.zeros([B, 1, ctx.historyMean.shape[1]]) as tf.Tensor3D };
+      },
+    };
+    const onePair = (disliked: number, liked: number): PreferenceExample => ({
+      userId: 'u',
+      references: [{ prompt: 'a red car', disliked: fixtureImage(disliked), liked: fixtureImage(liked) }],
+      likedFirst: [false],
+      target: { prompt: 'a red car', image0: fixtureImage(4), image1: fixtureImage(5), label0: 1 },
+    });
+    const direction = async (ex: PreferenceExample, path: 'shared' | 'full' = 'shared') => {
+      contexts.length = 0;
+      const prepared = await backbone.prepare([ex]);
+      const out = path === 'shared' ? backbone.pairLogits(prepared, { training: false }) : backbone.pairLogitsFull(prepared, { training: false });
+      tf.dispose([out.liked, out.disliked]);
+      prepared.dispose();
+      return contexts[0];
+    };
+    backbone.setPrefixProvider(recorder);
+    try {
+      // One pair: the direction is mu(liked) - mu(disliked), mu = an image's mean token embedding.
+      const d01 = (await direction(onePair(0, 1))).direction;
+      const d02 = (await direction(onePair(0, 2))).direction;
+      const d03 = (await direction(onePair(0, 3))).direction;
+      // The golden example (0 disliked, 1 liked), (2, 3): with n_i image i's <image> tokens
+      // ((rows * cols + 1) tiles, per transformers' processor in the golden file),
+      //   direction = (n1 mu1 + n3 mu3) / (n1 + n3) - (n0 mu0 + n2 mu2) / (n0 + n2)
+      //             = (n1 d01 + n3 d03) / (n1 + n3) - n2 d02 / (n0 + n2).
+      const imgs = (await readGolden(arch)).images;
+      const n = [0, 1, 2, 3].map((i) => imgs[i].rows * imgs[i].cols + 1);
+      expect(new Set(n).size).toBeGreaterThan(1);
+      const want = d01.map((_, k) => (n[1] * d01[k] + n[3] * d03[k]) / (n[1] + n[3]) - (n[2] * d02[k]) / (n[0] + n[2]));
+      const ex = goldenExample(5);
+      const shared = await direction(ex);
+      expect(relErr(shared.direction, want)).toBeLessThan(1e-4);
+      expect(relErr((await direction(ex, 'full')).direction, shared.direction)).toBeLessThan(1e-5);
+      contexts.length = 0;
+      const session = await backbone.openHistory({ references: ex.references, likedFirst: ex.likedFirst });
+      session.dispose();
+      expect(relErr(contexts[0].direction, shared.direction)).toBeLessThan(1e-5);
+      // The same images with each pair's answers swapped: the direction turns round, the mean stays.
+      const flipped = await direction({ ...ex, references: ex.references.map((r) => ({ ...r, liked: r.disliked, disliked: r.liked })), likedFirst: [true, true] });
+      expect(relErr(flipped.direction.map((v) => -v), shared.direction)).toBeLessThan(1e-6);
+      expect(relErr(flipped.mean, shared.mean)).toBeLessThan(1e-6);
+    } finally {
+      backbone.setPrefixProvider(null);
+    }
+  });
+
   it('image embeddings are the mean vision output over all tiles', async () => {
     const e = await backbone.imageEmbeddings([fixtureImage(0), fixtureImage(3)]);
     expect(e.shape).toEqual([2, backbone.idefics3.config.vision.hiddenSize]);

@@ -73,6 +73,14 @@ export interface SynthpickParams {
   tasteGroups?: readonly Group[];
   /** Attribute groups a prompt may name (default: all but style); the rest always vary within a comparison. */
   promptGroups?: readonly Group[];
+  /**
+   * Taste clusters built from factors instead of drawn one by one (then `tasteGroups` is not
+   * used): each factor draws two opposite poles over its attribute groups at its scale, as the
+   * two centres of a two-camp world are drawn, and the 2^F clusters take every combination of
+   * poles (cluster k takes the second pole of factor i when bit i of k is set). One factor over
+   * colour and texture is camps-xl's two camps; a second factor splits each camp in two.
+   */
+  campFactors?: ReadonlyArray<{ readonly groups: readonly Group[]; readonly scale: number }>;
   /** Bradley-Terry inverse temperature and lapse rate (random choice). */
   beta: number;
   lapse: number;
@@ -99,7 +107,7 @@ const BASE: Omit<SynthpickParams, 'users' | 'comparisonsPerUser' | 'clusters' | 
 };
 
 /** The SynthpickParams keys no preset sets. */
-const OPTIONAL_PARAMS: readonly string[] = ['tasteGroups', 'promptGroups'] satisfies Array<keyof SynthpickParams>;
+const OPTIONAL_PARAMS: readonly string[] = ['tasteGroups', 'promptGroups', 'campFactors'] satisfies Array<keyof SynthpickParams>;
 
 export const PRESETS = {
   /** Unit tests: a second or two. */
@@ -133,6 +141,13 @@ export const PRESETS = {
    * the taste is no longer one direction, so the base's reader turned by LoRA reaches less.
    */
   'camps4-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
+  /**
+   * camps-xl's two camps, each split in two by a second, weaker taste on style (camp factors): four
+   * groups of people. The strong colour/texture camp is what a reader of one person's history
+   * learns from first; the style half is a taste shared within smaller groups (mining's random
+   * purity baseline ~25%).
+   */
+  'camps-split-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, promptGroups: ['shape', 'layout', 'background'], campFactors: [{ groups: ['colour', 'texture'], scale: 2.5 }, { groups: ['style'], scale: 1.5 }] },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 
@@ -236,10 +251,35 @@ function describe(fixed: Partial<Record<Group, number>>): string {
 export function simulateSynthpick(params: SynthpickParams, seed: number, populationSeed: number = seed): SynthpickSimulation {
   const world = Rng.stream(populationSeed, 'synthpick/taste');
   const global = groupCentred(world, params.globalScale);
-  const centres = Array.from({ length: params.clusters }, () => groupCentred(world, params.clusterScale));
-  if (params.tasteGroups) {
-    for (const g of params.tasteGroups) if (!GROUPS.includes(g)) throw new SynthpickParamsError(`unknown taste group '${g}' (known: ${GROUPS.join(', ')})`);
-    for (const g of GROUPS) if (!params.tasteGroups.includes(g)) for (const c of centres) c.fill(0, OFFSETS[g], OFFSETS[g] + ATTRIBUTES[g].length);
+  const known = (g: Group) => {
+    if (!GROUPS.includes(g)) throw new SynthpickParamsError(`unknown taste group '${g}' (known: ${GROUPS.join(', ')})`);
+  };
+  let centres: Float64Array[];
+  if (params.campFactors) {
+    const factors = params.campFactors;
+    if (params.tasteGroups) throw new SynthpickParamsError('campFactors name their own attribute groups: leave tasteGroups out');
+    if (!factors.length || params.clusters !== 2 ** factors.length) throw new SynthpickParamsError(`${factors.length} camp factor(s) make ${2 ** factors.length} clusters, but clusters is ${params.clusters}`);
+    // Each factor: two poles drawn at its scale, kept on its groups only.
+    const poles = factors.map((f) => {
+      if (!f.groups.length || !(f.scale >= 0)) throw new SynthpickParamsError(`a camp factor needs attribute groups and a scale >= 0, got ${JSON.stringify(f)}`);
+      f.groups.forEach(known);
+      return [0, 1].map(() => {
+        const drawn = groupCentred(world, f.scale);
+        for (const g of GROUPS) if (!f.groups.includes(g)) drawn.fill(0, OFFSETS[g], OFFSETS[g] + ATTRIBUTES[g].length);
+        return drawn;
+      });
+    });
+    centres = Array.from({ length: params.clusters }, (_, k) => {
+      const c = new Float64Array(FEATURES);
+      poles.forEach((pair, i) => pair[(k >> i) & 1].forEach((v, f) => (c[f] += v)));
+      return c;
+    });
+  } else {
+    centres = Array.from({ length: params.clusters }, () => groupCentred(world, params.clusterScale));
+    if (params.tasteGroups) {
+      params.tasteGroups.forEach(known);
+      for (const g of GROUPS) if (!params.tasteGroups.includes(g)) for (const c of centres) c.fill(0, OFFSETS[g], OFFSETS[g] + ATTRIBUTES[g].length);
+    }
   }
   // The personal parts continue the population stream when the seeds agree (the original
   // draws); another person's world gets its own stream.

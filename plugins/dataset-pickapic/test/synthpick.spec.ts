@@ -172,6 +172,44 @@ describe('world structure: which attributes tastes disagree on, which prompts ma
     expect(differ / camps.comparisons.length).toBeGreaterThan(0.7);
   });
 
+  it('campFactors: each factor splits the people in two on its groups only; the 2^F clusters add the poles up', () => {
+    // No personal part: every member of a cluster has the cluster's taste exactly (plus the global part).
+    const params = { ...PRESETS['camps-split-xl'], users: 8, personalScale: 0 };
+    const sim = simulateSynthpick(params, 42);
+    const taste = (k: number) => sim.users.find((u) => u.cluster === k)!.taste;
+    const groupsWhere = (a: Float64Array, b: Float64Array) => {
+      const out: string[] = [];
+      let offset = 0;
+      for (const g of GROUPS) {
+        let gap = 0;
+        for (let f = offset; f < offset + ATTRIBUTES[g].length; f++) gap = Math.max(gap, Math.abs(a[f] - b[f]));
+        if (gap > 1e-12) out.push(g);
+        offset += ATTRIBUTES[g].length;
+      }
+      return out;
+    };
+    // Bit 0 is the colour/texture factor, bit 1 the style factor.
+    expect(groupsWhere(taste(0), taste(1))).toEqual(['colour', 'texture']);
+    expect(groupsWhere(taste(2), taste(3))).toEqual(['colour', 'texture']);
+    expect(groupsWhere(taste(0), taste(2))).toEqual(['style']);
+    expect(groupsWhere(taste(1), taste(3))).toEqual(['style']);
+    // Additive: (0) + (3) = (1) + (2); centred: the four centres sum to zero, leaving 4 x the global part.
+    const [t0, t1, t2, t3] = [0, 1, 2, 3].map(taste);
+    t0.forEach((v, f) => expect(v + t3[f]).toBeCloseTo(t1[f] + t2[f], 12));
+    const one = simulateSynthpick({ ...params, clusters: 2, campFactors: [params.campFactors[0]] }, 42);
+    const global = one.users.find((u) => u.cluster === 0)!.taste.map((v, f) => (v + one.users.find((u) => u.cluster === 1)!.taste[f]) / 2);
+    t0.forEach((v, f) => expect((v + t1[f] + t2[f] + t3[f]) / 4).toBeCloseTo(global[f], 12));
+    // The first factor draws what a two-camp world draws: the same camps as camps-xl.
+    const xl = simulateSynthpick({ ...PRESETS['camps-xl'], users: 8, personalScale: 0 }, 42);
+    const xlTaste = (k: number) => xl.users.find((u) => u.cluster === k)!.taste;
+    const colourTexture = (t: Float64Array) => Array.from(t.subarray(0, ATTRIBUTES.shape.length + ATTRIBUTES.colour.length + ATTRIBUTES.texture.length));
+    colourTexture(t0).forEach((v, f) => expect(v).toBeCloseTo(colourTexture(xlTaste(0))[f], 12));
+    colourTexture(t1).forEach((v, f) => expect(v).toBeCloseTo(colourTexture(xlTaste(1))[f], 12));
+    expect(() => simulateSynthpick({ ...params, clusters: 3 }, 1)).toThrow('synthpick: 2 camp factor(s) make 4 clusters, but clusters is 3');
+    expect(() => simulateSynthpick({ ...params, tasteGroups: ['colour'] }, 1)).toThrow('campFactors name their own attribute groups: leave tasteGroups out');
+    expect(() => simulateSynthpick({ ...params, campFactors: [{ groups: ['hue' as never], scale: 1 }, params.campFactors[1]] }, 1)).toThrow(/unknown taste group 'hue'/);
+  });
+
   it('rejects unknown groups and groups a prompt cannot name, naming them', () => {
     expect(() => simulateSynthpick({ ...PRESETS.tiny, tasteGroups: ['hue' as never] }, 1)).toThrow(/unknown taste group 'hue'/);
     expect(() => simulateSynthpick({ ...PRESETS.tiny, promptGroups: ['style'] }, 1)).toThrow(/'style' cannot be named in a prompt/);

@@ -33,6 +33,12 @@ export const poolOptionsSchema = {
       default: 'prompt-mean',
       description: "'prompt-mean': a prompt's key is the mean of its tokens (the original); 'learnable': a separate key per prompt.",
     },
+    query: {
+      enum: ['history-mean', 'preference-direction'],
+      default: 'history-mean',
+      description:
+        "What picks a user's prompts: 'history-mean', the mean input embedding of the reference history (the original; it is the same whichever image of each pair was liked), or 'preference-direction', the mean embedding of the liked reference images minus that of the disliked ones (the user's taste, so that users who share one pick the same prompts).",
+    },
     pullCoefficient: {
       type: 'number',
       minimum: 0,
@@ -45,13 +51,15 @@ export const poolOptionsSchema = {
 
 /** `{ length, init, std }`: rows of the prompt matrix P, and how P starts. */
 export type PromptOptions = OptionsOf<typeof promptOptionsSchema>;
-/** `{ length, poolSize, topK, keys, pullCoefficient, init, std }`. */
+/** `{ length, poolSize, topK, keys, query, pullCoefficient, init, std }`. */
 export type PoolOptions = OptionsOf<typeof poolOptionsSchema>;
 /** How preference tokens start: `init` ('uniform' U(0, 1) as the paper, 'normal' N(0, std^2), 'zeros') and `std`. */
 export type InitOptions = Pick<PromptOptions, 'init' | 'std'>;
 export type TokenInit = InitOptions['init'];
 /** 'prompt-mean': a prompt's key is the mean of its tokens; 'learnable': a separate [poolSize, d] variable. */
 export type KeyMode = PoolOptions['keys'];
+/** Which PrefixContext vector is the pool's query. */
+export type PoolQuery = PoolOptions['query'];
 
 /** The paper's prompt: 10 tokens, U(0, 1). */
 export const PROMPT_DEFAULTS = optionDefaults(promptOptionsSchema) as PromptOptions;

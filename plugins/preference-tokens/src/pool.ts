@@ -1,11 +1,18 @@
 /**
  * The prompt pool of the paper's earlier code (SPEC §5), the mechanism behind "group-specific"
  * preference tokens: a pool of prompts, each with a key; the mean of a user's reference-history
- * embeddings is the query; the topK prompts whose keys are most cosine-similar to the query are
+ * embeddings is the query (option `query: 'history-mean'`, the original); the topK prompts whose
+ * keys are most cosine-similar to the query are
  * prepended (concatenated along the token axis); a pull constraint
  *     coefficient * mean over the batch of sum over selected prompts of (1 - cos(query, key))
  * draws the selected keys toward the queries that chose them. The original crashed unless the
  * coefficient was 0; here it is an ordinary auxiliary loss for any value.
+ *
+ * The original's query cannot tell users apart by taste: each reference pair adds one liked and
+ * one disliked image to the history mean whichever was chosen. `query: 'preference-direction'`
+ * takes the mean embedding of the liked reference images minus that of the disliked ones instead
+ * (PrefixContext.preferenceDirection), so users who share a taste pick the same prompts and a
+ * prompt is trained on the examples of one group of users.
  *
  * Top-k is a discrete choice made outside the gradient: prompts that were not selected get
  * exactly zero gradient; the selected ones get the language-model gradient and, through their
@@ -14,12 +21,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger, PreferenceTokens, PrefixContext } from '@userpref/core';
 import { initialValues } from './init';
-import { POOL_DEFAULTS, type KeyMode, type PoolOptions } from './options';
+import { POOL_DEFAULTS, type KeyMode, type PoolOptions, type PoolQuery } from './options';
 import { contextBatch } from './prompt';
 import { FORMAT, FORMAT_VERSION, expectTensor, readTokens, saveTokens } from './storage';
 
 export { POOL_DEFAULTS };
-export type { KeyMode, PoolOptions };
+export type { KeyMode, PoolOptions, PoolQuery };
 
 /** Smallest squared norm used when normalising (a zero vector normalises to zero, not NaN). */
 const NORM_EPS = 1e-12;
@@ -138,10 +145,17 @@ export class PromptPoolTokens implements PreferenceTokens {
     const [poolSize, length, hidden] = pool.shape;
     const { topK, pullCoefficient } = this.options;
     const batch = contextBatch(this.where(), context, hidden);
+    if (this.options.query === 'preference-direction') {
+      const q = context.preferenceDirection;
+      if (!q || q.rank !== 2 || q.shape[0] !== batch || q.shape[1] !== hidden) {
+        throw new Error(`${this.where()}: query 'preference-direction' needs PrefixContext.preferenceDirection [${batch}, ${hidden}] from the backbone, got [${q?.shape ?? 'none'}]`);
+      }
+    }
     return tf.tidy(() => {
       // [poolSize, d]: the learnable keys, or each prompt's mean over its tokens.
       const keys = this.keyVar ?? (tf.mean(pool, 1) as tf.Tensor2D);
-      const cos = tf.matMul(l2Normalize(context.historyMean), tf.transpose(l2Normalize(keys))) as tf.Tensor2D; // [batch, poolSize]
+      const query = this.options.query === 'preference-direction' ? context.preferenceDirection : context.historyMean;
+      const cos = tf.matMul(l2Normalize(query), tf.transpose(l2Normalize(keys))) as tf.Tensor2D; // [batch, poolSize]
       const chosen = topKIndices(cos.dataSync(), batch, poolSize, topK);
       const selected = tf.gather(pool, chosen.flat(), 0); // [batch * topK, length, d]
       const embeddings = tf.reshape(selected, [batch, topK * length, hidden]) as tf.Tensor3D;
@@ -157,10 +171,10 @@ export class PromptPoolTokens implements PreferenceTokens {
     const pool = this.built();
     const tensors = [{ name: 'pool', shape: [...pool.shape], data: (await pool.data()) as Float32Array }];
     if (this.keyVar) tensors.push({ name: 'keys', shape: [...this.keyVar.shape], data: (await this.keyVar.data()) as Float32Array });
-    const { poolSize, topK, keys, pullCoefficient, init, std } = this.options;
+    const { poolSize, topK, keys, query, pullCoefficient, init, std } = this.options;
     await saveTokens(
       dir,
-      { format: FORMAT, version: FORMAT_VERSION, kind: 'prompt-pool', length: this.options.length, hiddenSize: pool.shape[2], poolSize, topK, keys, pullCoefficient, init, std },
+      { format: FORMAT, version: FORMAT_VERSION, kind: 'prompt-pool', length: this.options.length, hiddenSize: pool.shape[2], poolSize, topK, keys, query, pullCoefficient, init, std },
       tensors,
     );
   }
@@ -175,6 +189,11 @@ export class PromptPoolTokens implements PreferenceTokens {
     }
     if (stored.config?.keys !== undefined && stored.config.keys !== this.options.keys) {
       throw new Error(`${this.where()}: ${source} was saved with keys '${String(stored.config.keys)}' but this run is configured with keys '${this.options.keys}'`);
+    }
+    // Files written before the option existed were picked by the history mean.
+    const savedQuery = stored.config ? (stored.config.query ?? 'history-mean') : undefined;
+    if (savedQuery !== undefined && savedQuery !== this.options.query) {
+      throw new Error(`${this.where()}: ${source} was trained with query '${String(savedQuery)}' but this run is configured with query '${this.options.query}' (its prompts were chosen by the other)`);
     }
     if (stored.config?.topK !== undefined && stored.config.topK !== this.options.topK) {
       this.logger?.warn('prompt pool loaded with a different topK than it was trained with', { saved: stored.config.topK, configured: this.options.topK, source });

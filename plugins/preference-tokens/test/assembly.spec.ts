@@ -31,12 +31,12 @@ describe('preference tokens assembled from config', () => {
       { tokens: { package: pkg, name: 'prompt-pool', options: { poolSize: 4, length: 3, topK: 2, pullCoefficient: 0.5 } } },
       { logger: memoryLogger(), seed: 1 },
     );
-    expect(asm.options['tokens:prompt-pool']).toEqual({ poolSize: 4, length: 3, topK: 2, pullCoefficient: 0.5, keys: 'prompt-mean', init: 'uniform', std: 0.02 });
+    expect(asm.options['tokens:prompt-pool']).toEqual({ poolSize: 4, length: 3, topK: 2, pullCoefficient: 0.5, keys: 'prompt-mean', query: 'history-mean', init: 'uniform', std: 0.02 });
     const tokens = asm.tokens as PreferenceTokens;
     expect(tokens.length).toBe(6);
     tokens.build(5);
     const q = tf.ones([2, 5]) as tf.Tensor2D;
-    const { embeddings, auxLoss } = tokens.prefix({ historyMean: q });
+    const { embeddings, auxLoss } = tokens.prefix({ historyMean: q, preferenceDirection: q });
     expect(embeddings.shape).toEqual([2, 6, 5]);
     expect(auxLoss?.shape).toEqual([]);
     tf.dispose([q, embeddings, auxLoss as tf.Scalar, ...tokens.variables()]);

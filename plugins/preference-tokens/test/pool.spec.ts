@@ -1,6 +1,10 @@
+import { promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
 import { PromptPoolTokens, topKIndices } from '../src';
+import { CONFIG_FILE } from '../src/storage';
 
 /*
  * A hand-built pool: 5 prompts of 2 tokens in d = 4. Prompt j's tokens are k_j + a_j and
@@ -78,7 +82,7 @@ describe("preference tokens 'prompt-pool'", () => {
     const t = handPool(0.5);
     expect(t.length).toBe(4);
     const q = tf.tensor2d(queries);
-    const { embeddings, auxLoss } = t.prefix({ historyMean: q });
+    const { embeddings, auxLoss } = t.prefix({ historyMean: q, preferenceDirection: q });
     expect(t.lastSelection()).toEqual([
       [0, 3],
       [2, 1],
@@ -100,7 +104,7 @@ describe("preference tokens 'prompt-pool'", () => {
       [300, 100, 0, 0],
       [0, 0, 0, 0],
     ]);
-    const out = t.prefix({ historyMean: q });
+    const out = t.prefix({ historyMean: q, preferenceDirection: q });
     // A zero query has cosine 0 with every key (no NaN): prompts 0 and 1 by index.
     expect(t.lastSelection()).toEqual([
       [0, 3],
@@ -118,7 +122,7 @@ describe("preference tokens 'prompt-pool'", () => {
     const q = tf.tensor2d(queries);
     const w = tf.tensor3d(W);
     const { value, grads } = tf.variableGrads(() => {
-      const { embeddings, auxLoss } = t.prefix({ historyMean: q });
+      const { embeddings, auxLoss } = t.prefix({ historyMean: q, preferenceDirection: q });
       return tf.add(tf.sum(tf.mul(embeddings, w)), auxLoss) as tf.Scalar;
     }, t.variables());
     const g = grads[t.variables()[0].name].arraySync() as number[][][];
@@ -139,7 +143,7 @@ describe("preference tokens 'prompt-pool'", () => {
     for (const c of [0, 0.1, 3]) {
       const t = handPool(c);
       const q = tf.tensor2d(queries);
-      const { value, grads } = tf.variableGrads(() => t.prefix({ historyMean: q }).auxLoss, t.variables());
+      const { value, grads } = tf.variableGrads(() => t.prefix({ historyMean: q, preferenceDirection: q }).auxLoss, t.variables());
       const sumOneMinusCos = 1 - 3 / S10 + 2 * (1 - 2 / S5) + (1 - 1 / S5);
       expect(value.dataSync()[0]).toBeCloseTo((c / 2) * sumOneMinusCos, 6);
       const g = grads[t.variables()[0].name].dataSync();
@@ -156,7 +160,7 @@ describe("preference tokens 'prompt-pool'", () => {
     const q = tf.tensor2d(queries);
     const w = tf.tensor3d(W);
     const { value, grads } = tf.variableGrads(() => {
-      const { embeddings, auxLoss } = t.prefix({ historyMean: q });
+      const { embeddings, auxLoss } = t.prefix({ historyMean: q, preferenceDirection: q });
       return tf.add(tf.sum(tf.mul(embeddings, w)), auxLoss) as tf.Scalar;
     }, t.variables());
     const [poolVar, keyVar] = t.variables();
@@ -175,6 +179,55 @@ describe("preference tokens 'prompt-pool'", () => {
     }
     tf.dispose([q, w, value, ...Object.values(grads)]);
     t.dispose();
+  });
+
+  it("query 'preference-direction' picks by PrefixContext.preferenceDirection, and the default by historyMean", () => {
+    const byMean = handPool(0.5);
+    const byTaste = new PromptPoolTokens({ poolSize: 5, length: 2, topK: 2, pullCoefficient: 0.5, query: 'preference-direction' }, 1);
+    byTaste.build(4);
+    byTaste.variables()[0].assign(tf.tensor3d(pool));
+    const mean = tf.tensor2d(queries);
+    const direction = tf.tensor2d([queries[1], queries[0]]);
+    const a = byMean.prefix({ historyMean: mean, preferenceDirection: direction });
+    const b = byTaste.prefix({ historyMean: mean, preferenceDirection: direction });
+    expect(byMean.lastSelection()).toEqual([
+      [0, 3],
+      [2, 1],
+    ]);
+    expect(byTaste.lastSelection()).toEqual([
+      [2, 1],
+      [0, 3],
+    ]);
+    // The pull term is the same sum of (1 - cos) over the chosen keys, in the other order.
+    expect(b.auxLoss.dataSync()[0]).toBeCloseTo(a.auxLoss.dataSync()[0], 6);
+    const wrong = tf.zeros([1, 4]) as tf.Tensor2D;
+    expect(() => byTaste.prefix({ historyMean: mean, preferenceDirection: wrong })).toThrow(
+      "preference tokens 'prompt-pool': query 'preference-direction' needs PrefixContext.preferenceDirection [2, 4] from the backbone, got [1,4]",
+    );
+    tf.dispose([mean, direction, wrong, a.embeddings, a.auxLoss, b.embeddings, b.auxLoss]);
+    byMean.dispose();
+    byTaste.dispose();
+  });
+
+  it('a pool saved with one query refuses to load under the other', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'pool-query-'));
+    const t = new PromptPoolTokens({ poolSize: 3, length: 2, query: 'preference-direction' }, 3);
+    t.build(4);
+    await t.save(dir);
+    const same = new PromptPoolTokens({ poolSize: 3, length: 2, query: 'preference-direction' }, 4);
+    await same.load(dir);
+    expect(Array.from(same.variables()[0].dataSync())).toEqual(Array.from(t.variables()[0].dataSync()));
+    const other = new PromptPoolTokens({ poolSize: 3, length: 2 }, 4);
+    await expect(other.load(dir)).rejects.toThrow(`was trained with query 'preference-direction' but this run is configured with query 'history-mean'`);
+    // A file from before the option existed was picked by the history mean.
+    const cfg = path.join(dir, CONFIG_FILE);
+    const written = JSON.parse(await fsp.readFile(cfg, 'utf8')) as Record<string, unknown>;
+    delete written.query;
+    await fsp.writeFile(cfg, JSON.stringify(written));
+    await other.load(dir);
+    await expect(same.load(dir)).rejects.toThrow(`was trained with query 'history-mean'`);
+    [t, same, other].forEach((x) => x.dispose());
+    await fsp.rm(dir, { recursive: true, force: true });
   });
 
   it('seeded init, and clear errors for bad options', () => {

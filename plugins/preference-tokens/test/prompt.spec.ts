@@ -74,12 +74,12 @@ describe("preference tokens 'prompt'", () => {
     t.build(4);
     const p = t.variables()[0].arraySync() as number[][];
     const historyMean = tf.randomNormal([2, 4], 0, 1, 'float32', 5) as tf.Tensor2D;
-    const { embeddings } = t.prefix({ historyMean });
+    const { embeddings } = t.prefix({ historyMean, preferenceDirection: historyMean });
     expect(embeddings.shape).toEqual([2, 3, 4]);
     expect(embeddings.arraySync()).toEqual([p, p]);
     // d/dP sum(E * W) = W[0] + W[1]
     const w = tf.tensor3d(Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]);
-    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(t.prefix({ historyMean }).embeddings, w)) as tf.Scalar, t.variables());
+    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(t.prefix({ historyMean, preferenceDirection: historyMean }).embeddings, w)) as tf.Scalar, t.variables());
     const g = grads[t.variables()[0].name].arraySync() as number[][];
     const wArr = w.arraySync();
     g.forEach((row, i) => row.forEach((v, j) => expect(v).toBe(wArr[0][i][j] + wArr[1][i][j])));
@@ -90,9 +90,9 @@ describe("preference tokens 'prompt'", () => {
   it('says what is wrong: use before build, width mismatch, bad length', () => {
     const t = new PromptTokens({ length: 2 }, 1);
     const q = tf.zeros([1, 4]) as tf.Tensor2D;
-    expect(() => t.prefix({ historyMean: q })).toThrow("preference tokens 'prompt': call build(hiddenSize) or load(path) first");
+    expect(() => t.prefix({ historyMean: q, preferenceDirection: q })).toThrow("preference tokens 'prompt': call build(hiddenSize) or load(path) first");
     t.build(5);
-    expect(() => t.prefix({ historyMean: q })).toThrow("preference tokens 'prompt': historyMean width 4 does not match the tokens' hidden size 5");
+    expect(() => t.prefix({ historyMean: q, preferenceDirection: q })).toThrow("preference tokens 'prompt': historyMean width 4 does not match the tokens' hidden size 5");
     expect(() => t.build(6)).toThrow("preference tokens 'prompt': tokens have shape [2, 5] but the text model's hidden size is 6");
     expect(() => new PromptTokens({ length: 0 }, 1)).toThrow(/length must be an integer >= 1, got 0/);
     q.dispose();

@@ -29,7 +29,7 @@ describe("importing the paper's prompt_pool.pt", () => {
     expect(Array.from(t.variables()[0].dataSync())).toEqual(want.parameters.prompt.values);
     // Ready to use: the prefix is the imported matrix for every example.
     const q = tf.zeros([2, 8]) as tf.Tensor2D;
-    const { embeddings } = t.prefix({ historyMean: q });
+    const { embeddings } = t.prefix({ historyMean: q, preferenceDirection: q });
     expect(Array.from(embeddings.dataSync())).toEqual([...want.parameters.prompt.values, ...want.parameters.prompt.values]);
     tf.dispose([q, embeddings]);
     t.dispose();

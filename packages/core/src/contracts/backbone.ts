@@ -48,6 +48,13 @@ export interface ForwardOptions {
 export interface PrefixContext {
   /** [batch, d_text] mean of each example's reference-history input embeddings (pool query). */
   readonly historyMean: tf.Tensor2D;
+  /**
+   * [batch, d_text] each example's mean input embedding over its liked reference images' tokens
+   * minus the same over its disliked ones: the direction of the user's taste in the text model's
+   * input space, which historyMean cannot show (every pair adds one liked and one disliked image to
+   * it whatever the choice). A query for group-specific tokens.
+   */
+  readonly preferenceDirection: tf.Tensor2D;
 }
 
 export interface PrefixProvider {

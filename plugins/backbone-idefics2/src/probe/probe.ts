@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { AttentionProbe, AttentionSelection, PreferenceExample, PreferenceImage, PrefixProvider } from '@userpref/core';
 import { historyLength, type Idefics2Backbone } from '../backbone';
-import { EVAL } from '@userpref/mllm';
+import { EVAL, fillHistoryWeights, historyWeights as newHistoryWeights, prefixTokens } from '@userpref/mllm';
 import { Idefics2Processor } from '../processor';
 import { targetToPrefixAttention, type TargetRows } from './attention';
 
@@ -77,7 +77,6 @@ export class Idefics2AttentionProbe implements AttentionProbe {
     const encodings = examples.map((ex) => p.encodeExample(ex));
     const collated = p.collate(encodings);
     const T = collated.seqLen;
-    const d = m.config.text.hiddenSize;
 
     // Unique images of the batch, in the order their <image> runs appear.
     const unique = new Map<string, { index: number; image: PreferenceImage }>();
@@ -98,15 +97,16 @@ export class Idefics2AttentionProbe implements AttentionProbe {
       throw e;
     }
 
-    // History weights exactly as the backbone builds PrefixContext.historyMean: 1/len on the tokens
-    // up to and including the last <end_of_utterance> before the target image.
-    const historyWeights = new Float32Array(B * T);
+    // History weights exactly as the backbone builds PrefixContext: the mean over the tokens up to
+    // and including the last <end_of_utterance> before the target image, and the liked-minus-disliked
+    // direction over the reference images' tokens.
+    const historyWeights = newHistoryWeights(B, T);
     const targetStarts: number[] = [];
     encodings.forEach((enc, b) => {
       const targetStart = enc.imageSlots[enc.imageSlots.length - 1].start;
       targetStarts.push(targetStart);
       const len = historyLength(enc.inputIds, targetStart, p.tokens.endOfUtterance);
-      historyWeights.fill(1 / len, b * T, b * T + len);
+      fillHistoryWeights(historyWeights, b, T, len, enc.inputIds, p.tokens.image, enc.referenceLiked.map(() => p.imageSeqLen), enc.referenceLiked);
     });
 
     const mask = Uint8Array.from(collated.attentionMask);
@@ -114,11 +114,8 @@ export class Idefics2AttentionProbe implements AttentionProbe {
     const out = tf.tidy(() => {
       const perSlot = tf.gather(tf.concat(feats, 0), tf.tensor1d(slotImages, 'int32')) as tf.Tensor3D;
       const base = m.embed(collated.inputIds, B, T, perSlot, mask);
-      const historyMean = tf.reshape(tf.matMul(tf.tensor3d(historyWeights, [B, 1, T]), base.embeds), [B, d]) as tf.Tensor2D;
-      const pre = prefix.prefix({ historyMean });
-      const [pb, pl, pd] = pre.embeddings.shape;
-      if (pb !== B || pd !== d) throw new Error(`prefix provider returned [${pre.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
-      P = pl;
+      const pre = prefixTokens(prefix, historyWeights, base.embeds, B);
+      P = pre.embeddings.shape[1];
       const emb = m.embed(collated.inputIds, B, T, perSlot, mask, pre.embeddings);
       const res = m.textForward(emb.embeds, { attentionMask: emb.attentionMask, lastIndex: emb.lastIndex, outputAttentions: [...layers], ctx: EVAL });
       return { logits: res.logits, attentions: res.attentions ?? [] };

@@ -71,6 +71,8 @@ export interface ExampleEncoding {
   readonly inputIds: Int32Array;
   /** One slot per image, in sequence order; the target slot is last. */
   readonly imageSlots: readonly ImageSlot[];
+  /** Per reference slot (all but the target's): is it the liked image of its pair? */
+  readonly referenceLiked: readonly boolean[];
 }
 
 /** A right-padded batch: row b holds its real tokens at [0, lengths[b]) and pad ids after. */
@@ -160,10 +162,10 @@ export class Idefics2Processor {
     return userText(prompt, this.options);
   }
 
-  /** The chat messages of an example; images in sequence order (the target last). */
-  messages(example: PreferenceExample): { messages: ChatMessage[]; images: Array<PreferenceImage | 'target'> } {
-    const { messages, references } = preferenceChat(example, this.options);
-    return { messages, images: [...references, 'target'] };
+  /** The chat messages of an example; images in sequence order (the target last); per reference image, whether it is liked. */
+  messages(example: PreferenceExample): { messages: ChatMessage[]; images: Array<PreferenceImage | 'target'>; liked: boolean[] } {
+    const { messages, references, liked } = preferenceChat(example, this.options);
+    return { messages, images: [...references, 'target'], liked };
   }
 
   /** The checkpoint's chat template applied to `messages`, ending with the "Assistant:" prompt. */
@@ -193,7 +195,7 @@ export class Idefics2Processor {
    * sequence.
    */
   encodeExample(example: PreferenceExample): ExampleEncoding {
-    const { messages, images } = this.messages(example);
+    const { messages, images, liked } = this.messages(example);
     const text = this.expandImageTokens(this.renderChat(messages, true));
     const ids = Int32Array.from(this.tokenizer.encode(text));
     const imageSlots: ImageSlot[] = [];
@@ -209,7 +211,7 @@ export class Idefics2Processor {
       i = j - 1;
     }
     if (imageSlots.length !== images.length) throw new Error(`example of user ${example.userId}: ${imageSlots.length} <image> runs for ${images.length} images`);
-    return { inputIds: ids, imageSlots };
+    return { inputIds: ids, imageSlots, referenceLiked: liked };
   }
 
   /** Resize, rescale, normalise and pad images (see ./image.ts). */

@@ -127,8 +127,13 @@ export class Idefics3Processor {
   }
 
   /** The chat of an example and its reference images in sequence order (the target is not among them). */
-  messages(example: Pick<PreferenceExample, 'userId' | 'references' | 'likedFirst'> & { target: { prompt: string } }): { messages: ChatMessage[]; references: PreferenceImage[] } {
+  messages(example: Pick<PreferenceExample, 'userId' | 'references' | 'likedFirst'> & { target: { prompt: string } }): { messages: ChatMessage[]; references: PreferenceImage[]; liked: boolean[] } {
     return preferenceChat(example, this.options);
+  }
+
+  /** `<image>` tokens of an image with this tile layout: each tile's and the global image's. */
+  imageTokenCount(layout: TileLayout): number {
+    return (layout.rows * layout.cols + 1) * this.imageSeqLen;
   }
 
   renderChat(messages: ChatMessage[], addGenerationPrompt = false): string {
@@ -179,8 +184,8 @@ export class Idefics3Processor {
     while (start < ids.length && ids[start] !== this.tokens.fakeImage) start++;
     if (start >= ids.length) throw new Error('the encoded sequence has no target image');
     const images = ids.reduce((n, id) => n + (id === this.tokens.image ? 1 : 0), 0);
-    const tiles = layouts.reduce((n, l) => n + (l.rows * l.cols + 1), 0);
-    if (images !== tiles * this.imageSeqLen) throw new Error(`the sequence has ${images} <image> tokens; ${layouts.length} images of ${tiles} tiles need ${tiles * this.imageSeqLen}`);
+    const expected = layouts.reduce((n, l) => n + this.imageTokenCount(l), 0);
+    if (images !== expected) throw new Error(`the sequence has ${images} <image> tokens; its ${layouts.length} images need ${expected}`);
     return { inputIds: ids, targetStart: start };
   }
 
