@@ -32,8 +32,8 @@ import { closeSync, existsSync, openSync, promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { runMain } from '@userpref/cli';
-import { TRUTH_FILE, generateSynthpick, importDataset, type SynthpickPreset } from '@userpref/dataset-pickapic';
-import { claimRunDir } from './run-dir';
+import { TRUTH_FILE, generateSynthpick, importDataset, synthpickParams, type SynthpickPreset } from '@userpref/dataset-pickapic';
+import { claimRunDir, paramsHash } from './run-dir';
 import { STAGE1_LABEL, STAGE2_LABEL, demoSummary } from './summary';
 
 const root = path.resolve(__dirname, '..', '..', '..');
@@ -136,12 +136,14 @@ runMain(async () => {
 
   // Data of another world (an earlier demo's preset or seed) is moved aside, never reused or deleted.
   const dataDir = path.dirname(processed);
+  const worldParams = paramsHash(synthpickParams(preset));
   if (existsSync(path.join(raw, TRUTH_FILE))) {
-    const truth = JSON.parse(await fs.readFile(path.join(raw, TRUTH_FILE), 'utf8')) as { preset?: string; seed?: number };
-    if (truth.preset !== preset || truth.seed !== seed) {
+    const truth = JSON.parse(await fs.readFile(path.join(raw, TRUTH_FILE), 'utf8')) as { preset?: string; seed?: number; params?: object };
+    if (truth.preset !== preset || truth.seed !== seed || !truth.params || paramsHash(truth.params) !== worldParams) {
       const aside = `${dataDir}.stale-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       await fs.rename(dataDir, aside);
-      process.stderr.write(`${path.relative(root, dataDir)} holds synthpick ${truth.preset} seed ${truth.seed}, not ${preset} seed ${seed}: moved to ${path.relative(root, aside)}\n`);
+      const what = truth.preset === preset && truth.seed === seed ? `with other parameters than today's ${preset} preset` : `${truth.preset} seed ${truth.seed}, not ${preset} seed ${seed}`;
+      process.stderr.write(`${path.relative(root, dataDir)} holds synthpick ${what}: moved to ${path.relative(root, aside)}\n`);
     }
   }
   if (!existsSync(path.join(raw, TRUTH_FILE)) && !existsSync(path.join(processed, 'manifest.json'))) {
@@ -178,7 +180,7 @@ runMain(async () => {
     );
   }
 
-  const aside = await claimRunDir(runs, base, new Date(), { preset, seed });
+  const aside = await claimRunDir(runs, base, new Date(), { preset, seed, params: worldParams });
   if (aside) process.stderr.write(`${path.relative(root, runs)} was trained on another base or world: moved to ${path.relative(root, aside)}; starting over\n`);
 
   const norefsDone = existsSync(path.join(runs, 'stage1-norefs'))

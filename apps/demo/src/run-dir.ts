@@ -14,6 +14,15 @@ const OUTPUTS = ['stage1', 'stage1-norefs', 'stage2', 'eval', 'mine'];
 export interface RunWorld {
   preset: string;
   seed: number;
+  /** sha256 of the preset's parameters (a preset whose parameters changed is another world). */
+  params?: string;
+}
+
+/** sha256 of a parameter object, independent of key order. */
+export function paramsHash(params: object): string {
+  const canon = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canon) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : v;
+  return createHash('sha256').update(JSON.stringify(canon(params))).digest('hex');
 }
 
 /**
@@ -43,7 +52,7 @@ export async function claimRunDir(runs: string, base: string, now: Date = new Da
   const record = path.join(runs, RUN_RECORD);
   const recorded = existsSync(record) ? (JSON.parse(await fs.readFile(record, 'utf8')) as { weights?: string; world?: RunWorld }) : {};
   const trained = OUTPUTS.some((d) => existsSync(path.join(runs, d)));
-  const sameWorld = !world || (recorded.world?.preset === world.preset && recorded.world?.seed === world.seed);
+  const sameWorld = !world || (recorded.world?.preset === world.preset && recorded.world?.seed === world.seed && recorded.world?.params === world.params);
   let aside: string | null = null;
   if (trained && (recorded.weights !== weights || !sameWorld)) {
     aside = `${runs}.stale-${now.toISOString().replace(/[:.]/g, '-')}`;

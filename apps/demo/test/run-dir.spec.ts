@@ -3,7 +3,7 @@ import { createHash } from 'crypto';
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { RUN_RECORD, baseFingerprint, claimRunDir } from '../src/run-dir';
+import { RUN_RECORD, baseFingerprint, claimRunDir, paramsHash } from '../src/run-dir';
 
 describe('claimRunDir', () => {
   let tmp: string;
@@ -58,6 +58,12 @@ describe('claimRunDir', () => {
     expect(await fs.readdir(aside!)).toContain('mine');
     await fs.mkdir(path.join(runs, 'eval'));
     expect(await claimRunDir(runs, base, new Date('2026-12-03T22:02:00.000Z'), { ...camps, preset: 'camps-large', seed: 43 })).not.toBeNull();
+    // A preset whose parameters changed (same name and seed) is another world.
+    const v1 = { ...camps, preset: 'camps-large', seed: 43, params: paramsHash({ users: 240, clusters: 2 }) };
+    await claimRunDir(runs, base, new Date(), v1);
+    await fs.mkdir(path.join(runs, 'stage2'));
+    expect(await claimRunDir(runs, base, new Date(), { ...v1, params: paramsHash({ clusters: 2, users: 240 }) })).toBeNull();
+    expect(await claimRunDir(runs, base, new Date('2026-12-03T22:03:00.000Z'), { ...v1, params: paramsHash({ users: 240, clusters: 4 }) })).toBe(`${runs}.stale-2026-12-03T22-03-00-000Z`);
   });
 
   it('moves aside outputs that no record vouches for (runs made before the record existed)', async () => {

@@ -33,6 +33,12 @@ export const poolOptionsSchema = {
       default: 'prompt-mean',
       description: "'prompt-mean': a prompt's key is the mean of its tokens (the original); 'learnable': a separate key per prompt.",
     },
+    keyInit: {
+      enum: ['same', 'uniform', 'normal', 'zeros'],
+      default: 'same',
+      description:
+        "Initial values of learnable keys: 'same' as the prompts (init), or their own ('normal' uses std). Small centred keys ('normal') turn toward the queries that choose them within a few updates; U(0, 1) keys share one direction and turn slowly.",
+    },
     query: {
       enum: ['history-mean', 'preference-direction'],
       default: 'history-mean',
@@ -51,7 +57,7 @@ export const poolOptionsSchema = {
 
 /** `{ length, init, std }`: rows of the prompt matrix P, and how P starts. */
 export type PromptOptions = OptionsOf<typeof promptOptionsSchema>;
-/** `{ length, poolSize, topK, keys, query, pullCoefficient, init, std }`. */
+/** `{ length, poolSize, topK, keys, keyInit, query, pullCoefficient, init, std }`. */
 export type PoolOptions = OptionsOf<typeof poolOptionsSchema>;
 /** How preference tokens start: `init` ('uniform' U(0, 1) as the paper, 'normal' N(0, std^2), 'zeros') and `std`. */
 export type InitOptions = Pick<PromptOptions, 'init' | 'std'>;

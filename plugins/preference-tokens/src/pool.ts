@@ -116,7 +116,8 @@ export class PromptPoolTokens implements PreferenceTokens {
     }
     const { poolSize, length } = this.options;
     const poolValues = initialValues(poolSize * length * hiddenSize, this.options, this.seed, 'preference-tokens/prompt-pool/prompts');
-    const keyValues = this.options.keys === 'learnable' ? initialValues(poolSize * hiddenSize, this.options, this.seed, 'preference-tokens/prompt-pool/keys') : null;
+    const keyInit = this.options.keyInit === 'same' ? this.options : { init: this.options.keyInit, std: this.options.std };
+    const keyValues = this.options.keys === 'learnable' ? initialValues(poolSize * hiddenSize, keyInit, this.seed, 'preference-tokens/prompt-pool/keys') : null;
     this.create(poolValues, keyValues, hiddenSize);
     this.logger?.info('preference tokens built', {
       kind: 'prompt-pool',
@@ -171,10 +172,10 @@ export class PromptPoolTokens implements PreferenceTokens {
     const pool = this.built();
     const tensors = [{ name: 'pool', shape: [...pool.shape], data: (await pool.data()) as Float32Array }];
     if (this.keyVar) tensors.push({ name: 'keys', shape: [...this.keyVar.shape], data: (await this.keyVar.data()) as Float32Array });
-    const { poolSize, topK, keys, query, pullCoefficient, init, std } = this.options;
+    const { poolSize, topK, keys, keyInit, query, pullCoefficient, init, std } = this.options;
     await saveTokens(
       dir,
-      { format: FORMAT, version: FORMAT_VERSION, kind: 'prompt-pool', length: this.options.length, hiddenSize: pool.shape[2], poolSize, topK, keys, query, pullCoefficient, init, std },
+      { format: FORMAT, version: FORMAT_VERSION, kind: 'prompt-pool', length: this.options.length, hiddenSize: pool.shape[2], poolSize, topK, keys, keyInit, query, pullCoefficient, init, std },
       tensors,
     );
   }

@@ -240,6 +240,20 @@ describe("preference tokens 'prompt-pool'", () => {
     expect(Array.from(a.variables()[0].dataSync()).every((v) => v >= 0 && v < 1)).toBe(true);
     a.dispose();
     b.dispose();
+    // Learnable keys: the prompts' init ('same') or their own.
+    const same = new PromptPoolTokens({ poolSize: 3, length: 2, keys: 'learnable' }, 9);
+    const own = new PromptPoolTokens({ poolSize: 3, length: 2, keys: 'learnable', keyInit: 'normal', std: 0.02 }, 9);
+    same.build(400);
+    own.build(400);
+    const sameKeys = Array.from(same.variables()[1].dataSync());
+    const ownKeys = Array.from(own.variables()[1].dataSync());
+    expect(sameKeys.every((v) => v >= 0 && v < 1)).toBe(true);
+    expect(Array.from(own.variables()[0].dataSync())).toEqual(Array.from(same.variables()[0].dataSync()));
+    const sd = Math.sqrt(ownKeys.reduce((acc, v) => acc + v * v, 0) / ownKeys.length);
+    expect(sd).toBeGreaterThan(0.018);
+    expect(sd).toBeLessThan(0.022);
+    same.dispose();
+    own.dispose();
     expect(() => new PromptPoolTokens({ poolSize: 2, topK: 3 }, 1)).toThrow("preference tokens 'prompt-pool': topK 3 is larger than the pool (2 prompts)");
     expect(() => new PromptPoolTokens({ pullCoefficient: -1 }, 1)).toThrow(/pullCoefficient must be a finite number >= 0, got -1/);
   });
