@@ -18,14 +18,14 @@
  *    over the 2K reference answers of 0.4 per attribute shared with the target, voting the answers'
  *    signs; the liked target's vote minus the disliked one's;
  *  - attention (taste groups): the same reader, one head over the groups the taste clusters
- *    disagree on only (params.tasteGroups): what a reader that learned which attributes matter,
+ *    disagree on only (tasteGroups, or the groups of campFactors): what a reader that learned which attributes matter,
  *    and nothing else, reaches;
  *  - attention (bilinear): the same reader, one head, scoring a reference answer by 0.1 x the
  *    cluster-taste bilinear form of target and reference (the bilinear reader inside the base's
  *    softmax-and-sign circuit: what stage 1 can reach by changing the reading heads' query/key).
  */
 import { Rng } from '@userpref/core';
-import { ATTRIBUTES, simulateSynthpick, synthpickParams, type ImageSpec, type SynthpickParams } from '../src/synthpick';
+import { ATTRIBUTES, campGroups, simulateSynthpick, synthpickParams, type ImageSpec, type SynthpickParams } from '../src/synthpick';
 
 const GROUPS = Object.keys(ATTRIBUTES) as Array<keyof typeof ATTRIBUTES>;
 const NF = GROUPS.reduce((a, g) => a + ATTRIBUTES[g].length, 0);
@@ -81,7 +81,7 @@ export function ceilings(params: SynthpickParams, seed: number, ks: number[]) {
   return ks.map((k) => {
     const rng = Rng.stream(seed, `ceilings/${k}`);
     let n = 0, kernel = 0, bilinear = 0, posterior = 0, oracle = 0, population = 0, attention = 0, attentionTaste = 0, attentionBilinear = 0;
-    const tasteHeads = [params.tasteGroups ?? GROUPS];
+    const tasteHeads = [campGroups(params)];
     for (const [user, list] of byUser) {
       list.forEach((t, i) => {
         const refSpecs = rng.shuffle(list.filter((_, j) => j !== i)).slice(0, k).map((r): [ImageSpec, ImageSpec] => (r.label0 === 1 ? [r.image0, r.image1] : [r.image1, r.image0]));

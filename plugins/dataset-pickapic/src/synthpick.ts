@@ -142,12 +142,11 @@ export const PRESETS = {
    */
   'camps4-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, tasteGroups: ['colour', 'texture'], promptGroups: ['shape', 'layout', 'background'] },
   /**
-   * camps-xl's two camps, each split in two by a second, weaker taste on style (camp factors): four
-   * groups of people. The strong colour/texture camp is what a reader of one person's history
-   * learns from first; the style half is a taste shared within smaller groups (mining's random
-   * purity baseline ~25%).
+   * camps-xl's two camps, each split in two by a second taste, on style (camp factors): four groups
+   * of people, each sharing a colour/texture camp with one other group and a style with another
+   * (mining's random purity baseline ~25%).
    */
-  'camps-split-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, promptGroups: ['shape', 'layout', 'background'], campFactors: [{ groups: ['colour', 'texture'], scale: 2.5 }, { groups: ['style'], scale: 1.5 }] },
+  'camps-split-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, promptGroups: ['shape', 'layout', 'background'], campFactors: [{ groups: ['colour', 'texture'], scale: 2.5 }, { groups: ['style'], scale: 2.5 }] },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 
@@ -208,6 +207,12 @@ export interface SynthpickTruth {
   comparisons: Array<{ ranking_id: string; user_id: string; p0: number; population_pick0: boolean }>;
   /** Every image's attribute values: uid -> one value index per group, in `attributes` order. */
   images: Record<string, number[]>;
+}
+
+/** The attribute groups the taste clusters of a world disagree on (every group when not restricted). */
+export function campGroups(params: SynthpickParams): Group[] {
+  if (params.campFactors) return GROUPS.filter((g) => params.campFactors!.some((f) => f.groups.includes(g)));
+  return params.tasteGroups ? [...params.tasteGroups] : [...GROUPS];
 }
 
 const features = (s: ImageSpec): number[] => GROUPS.map((g) => OFFSETS[g] + s.attrs[g]);
