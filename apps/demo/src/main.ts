@@ -1,7 +1,7 @@
 /**
  * `npm start`: the embedded end-to-end run on this machine, nothing downloaded.
  *
- *  1. a synthpick world (preset and seed from `<config>.world.json`: `camps` for demo.json; Pick-a-Pic v2
+ *  1. a synthpick world (preset and seed from `<config>.world.json`: `camps-split-xl` for demo.json; Pick-a-Pic v2
  *     parquet, written by the dataset plugin's generator) and its import into the processed format;
  *  2. the base the config names, committed in apps/demo/base: by default the taste-free base
  *     (perception + a hand-set "compare with the earlier images and copy their answers" reader,
@@ -9,17 +9,17 @@
  *     `--config apps/demo/config/demo-standin.json`, the earlier stand-in whose reader was fitted on
  *     other people's choices (README "The embedded demo");
  *  3. stage 1 (LoRA, base + contrastive loss), the non-personalised baseline (the same training
- *     with 0 reference pairs), stage 2 (preference tokens on the stage-1 adapter);
+ *     with 0 reference pairs), stage 2 (the preference tokens the config names, on the stage-1 adapter);
  *  4. evaluation on the test split with baselines, printed as a table, with paired rows (stage 1 vs the
  *     base, stage 2 vs stage 1, ...);
  *  5. similar-user mining on the stage-2 model (apps/mine: the target image's attention to the
- *     preference tokens after each test user's history), its purity against the hidden taste camps
+ *     preference tokens after each test user's history), its purity against the hidden taste groups
  *     printed beside its exact random baseline.
  *
  * `--seed N` runs the same on another draw of the world (its own data and run directories).
  * Each step is skipped when its output already exists, so a second `npm start` only re-evaluates.
- * The run directory records the base's weights (demo-base.json): outputs trained on another base
- * are moved aside (to <run>.stale-<time>), never mixed with the current one and never deleted.
+ * The run directory records the base's weights and the world (demo-base.json): outputs trained on
+ * another base or world (preset, seed or the preset's parameters) are moved aside (to <run>.stale-<time>), never mixed with the current one and never deleted.
  * Every step runs the same app a user runs (apps/train, apps/train2, apps/eval) in a child process.
  * Each app computes on one core, so with `--jobs 2` (the default where there are two cores or more)
  * the steps that do not need each other share the machine: the non-personalised baseline trains
