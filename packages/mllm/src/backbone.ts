@@ -148,9 +148,10 @@ export function stackHistoryWeights(rows: readonly HistoryWeights[], T: number):
 
 /**
  * The prefix provider's embeddings [B, P, d] for the context of `embeds` [B, T, d] under
- * `weights` (rows of T; see HistoryWeights), shape checked.
+ * `weights` (rows of T; see HistoryWeights), shape checked; `training` is passed on
+ * (PrefixContext.training).
  */
-export function prefixTokens(provider: PrefixProvider, weights: HistoryWeights, embeds: tf.Tensor3D, B: number): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
+export function prefixTokens(provider: PrefixProvider, weights: HistoryWeights, embeds: tf.Tensor3D, B: number, training = false): { embeddings: tf.Tensor3D; auxLoss?: tf.Scalar } {
   const [, T, d] = embeds.shape;
   if (weights.mean.length !== B * T || weights.direction.length !== B * T) throw new Error(`history weights of ${weights.mean.length} / ${weights.direction.length} for [${B}, ${T}] embeddings`);
   const both = new Float32Array(B * 2 * T);
@@ -161,7 +162,7 @@ export function prefixTokens(provider: PrefixProvider, weights: HistoryWeights, 
   const sums = tf.matMul(tf.tensor3d(both, [B, 2, T]), embeds); // [B, 2, d]
   const historyMean = tf.reshape(tf.slice(sums, [0, 0, 0], [B, 1, d]), [B, d]) as tf.Tensor2D;
   const preferenceDirection = tf.reshape(tf.slice(sums, [0, 1, 0], [B, 1, d]), [B, d]) as tf.Tensor2D;
-  const out = provider.prefix({ historyMean, preferenceDirection });
+  const out = provider.prefix({ historyMean, preferenceDirection, training });
   if (out.embeddings.shape[0] !== B || out.embeddings.shape[2] !== d) throw new Error(`prefix provider returned [${out.embeddings.shape.join(', ')}]; expected [${B}, length, ${d}]`);
   return out;
 }

@@ -41,7 +41,7 @@ export function fullPath(m: Idefics2Model, prepared: Idefics2PreparedBatch, opti
     let auxLoss: tf.Scalar | undefined;
     if (provider) {
       const base = m.embed(ids.subarray(0, B * T), B, T, tf.slice(perSlot, [0, 0, 0], [prepared.likedSlots, -1, -1]) as tf.Tensor3D, mask.subarray(0, B * T));
-      const out = prefixTokens(provider, prepared.historyWeights, base.embeds, B);
+      const out = prefixTokens(provider, prepared.historyWeights, base.embeds, B, options.training);
       prefix = tf.concat([out.embeddings, out.embeddings], 0) as tf.Tensor3D;
       auxLoss = out.auxLoss;
     }
@@ -72,7 +72,7 @@ export function sharedPath(m: Idefics2Model, prepared: Idefics2PreparedBatch, op
     let auxLoss: tf.Scalar | undefined;
     if (provider) {
       if (Up !== B) throw new Error('backbone idefics2: a batch prepared without a prefix provider cannot run with one (prepare() again after setPrefixProvider)');
-      const out = prefixTokens(provider, s.historyWeights, pre.embeds, B);
+      const out = prefixTokens(provider, s.historyWeights, pre.embeds, B, options.training);
       P = out.embeddings.shape[1];
       prefixEmb = tf.concat([out.embeddings, pre.embeds], 1) as tf.Tensor3D;
       auxLoss = out.auxLoss;

@@ -153,6 +153,31 @@ describe('Idefics2Backbone (tiny checkpoint)', () => {
     }
   });
 
+  it('PrefixContext.training says whether the forward pass trains, in every path (what starved-prompt re-seating keys on)', async () => {
+    const flags: Array<boolean | undefined> = [];
+    const recorder: PrefixProvider = {
+      length: 1,
+      prefix: (ctx) => {
+        flags.push(ctx.training);
+        return { embeddings: tf.zeros([ctx.historyMean.shape[0], 1, ctx.historyMean.shape[1]]) as tf.Tensor3D };
+      },
+    };
+    backbone.setPrefixProvider(recorder);
+    try {
+      const ex = example('u1', 2, 5, 1);
+      const prepared = await backbone.prepare([ex]);
+      for (const training of [true, false]) {
+        tf.dispose(Object.values(backbone.pairLogits(prepared, { training, seed: 3 })));
+        tf.dispose(Object.values(backbone.pairLogitsFull(prepared, { training, seed: 3 })));
+      }
+      prepared.dispose();
+      (await backbone.openHistory({ references: ex.references, likedFirst: ex.likedFirst })).dispose();
+      expect(flags).toEqual([true, true, false, false, false]);
+    } finally {
+      backbone.setPrefixProvider(null);
+    }
+  });
+
   it('caches vision outputs per image and frees prepared batches', async () => {
     const batch = [example('u1', 2, 5, 1)];
     const p1 = await backbone.prepare(batch);

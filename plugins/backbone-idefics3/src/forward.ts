@@ -44,7 +44,7 @@ export function fullPath(m: Idefics3Model, prepared: Idefics3PreparedBatch, opti
     if (provider) {
       const likedTiles = tileIndices(prepared.tileRanges, images.slice(0, B).flat()).length;
       const base = m.embed(ids.subarray(0, B * T), B, T, tf.slice(perSeq, [0, 0, 0], [likedTiles, -1, -1]), mask.subarray(0, B * T));
-      const out = prefixTokens(provider, stackHistoryWeights(prepared.rows.map((r) => r.history), T), base.embeds, B);
+      const out = prefixTokens(provider, stackHistoryWeights(prepared.rows.map((r) => r.history), T), base.embeds, B, options.training);
       prefix = tf.concat([out.embeddings, out.embeddings], 0) as tf.Tensor3D;
       auxLoss = out.auxLoss;
     }
@@ -77,7 +77,7 @@ export function sharedPath(m: Idefics3Model, prepared: Idefics3PreparedBatch, op
       const first = prepared.rows[members[0]];
       let prefixRows = embedRow(first.prefix, first.refs);
       if (provider) {
-        const out = prefixTokens(provider, first.history, tf.expandDims(prefixRows, 0) as tf.Tensor3D, 1);
+        const out = prefixTokens(provider, first.history, tf.expandDims(prefixRows, 0) as tf.Tensor3D, 1, options.training);
         prefixRows = tf.concat([tf.reshape(out.embeddings, [out.embeddings.shape[1], d]), prefixRows], 0) as tf.Tensor2D;
         if (out.auxLoss) auxTerms.push(out.auxLoss);
       }

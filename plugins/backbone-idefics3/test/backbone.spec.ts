@@ -178,6 +178,31 @@ describe.each(ARCHS)('Idefics3Backbone on %s', (arch) => {
     }
   });
 
+  it('PrefixContext.training says whether the forward pass trains, in every path (what starved-prompt re-seating keys on)', async () => {
+    const flags: Array<boolean | undefined> = [];
+    const recorder: PrefixProvider = {
+      length: 1,
+      prefix: (ctx) => {
+        flags.push(ctx.training);
+        return { embeddings: tf.zeros([ctx.historyMean.shape[0], 1, ctx.historyMean.shape[1]]) as tf.Tensor3D };
+      },
+    };
+    backbone.setPrefixProvider(recorder);
+    try {
+      const ex = goldenExample(5);
+      const prepared = await backbone.prepare([ex]);
+      for (const training of [true, false]) {
+        tf.dispose(Object.values(backbone.pairLogits(prepared, { training, seed: 3 })));
+        tf.dispose(Object.values(backbone.pairLogitsFull(prepared, { training, seed: 3 })));
+      }
+      prepared.dispose();
+      (await backbone.openHistory({ references: ex.references, likedFirst: ex.likedFirst })).dispose();
+      expect(flags).toEqual([true, true, false, false, false]);
+    } finally {
+      backbone.setPrefixProvider(null);
+    }
+  });
+
   it('image embeddings are the mean vision output over all tiles', async () => {
     const e = await backbone.imageEmbeddings([fixtureImage(0), fixtureImage(3)]);
     expect(e.shape).toEqual([2, backbone.idefics3.config.vision.hiddenSize]);

@@ -45,6 +45,20 @@ export const poolOptionsSchema = {
       description:
         "What picks a user's prompts: 'history-mean', the mean input embedding of the reference history (the original; it is the same whichever image of each pair was liked), or 'preference-direction', the mean embedding of the liked reference images minus that of the disliked ones (the user's taste, so that users who share one pick the same prompts).",
     },
+    reseatAfter: {
+      type: 'integer',
+      minimum: 0,
+      default: 0,
+      description:
+        "Starved-prompt re-seating during training (0: off; needs keys 'learnable'): once a prompt has been seated for this many training examples and was chosen for less than reseatBelow of its even share (topK / poolSize of the choices), its key is moved onto the query of the current batch that its own chosen key serves worst, as k-means and VQ codebooks revive dead centres. Evaluation never re-seats.",
+    },
+    reseatBelow: {
+      type: 'number',
+      minimum: 0,
+      maximum: 1,
+      default: 0.5,
+      description: 'The share of its even share below which a prompt counts as starved (see reseatAfter).',
+    },
     pullCoefficient: {
       type: 'number',
       minimum: 0,
@@ -57,7 +71,7 @@ export const poolOptionsSchema = {
 
 /** `{ length, init, std }`: rows of the prompt matrix P, and how P starts. */
 export type PromptOptions = OptionsOf<typeof promptOptionsSchema>;
-/** `{ length, poolSize, topK, keys, keyInit, query, pullCoefficient, init, std }`. */
+/** `{ length, poolSize, topK, keys, keyInit, query, reseatAfter, reseatBelow, pullCoefficient, init, std }`. */
 export type PoolOptions = OptionsOf<typeof poolOptionsSchema>;
 /** How preference tokens start: `init` ('uniform' U(0, 1) as the paper, 'normal' N(0, std^2), 'zeros') and `std`. */
 export type InitOptions = Pick<PromptOptions, 'init' | 'std'>;

@@ -14,6 +14,14 @@
  * (PrefixContext.preferenceDirection), so users who share a taste pick the same prompts and a
  * prompt is trained on the examples of one group of users.
  *
+ * Plain k-means on such queries can leave a prompt starved (chosen by almost no one) while another
+ * takes two groups. `reseatAfter` > 0 revives it as k-means and VQ codebooks revive dead centres:
+ * during training (PrefixContext.training), a prompt that has been seated for reseatAfter
+ * examples and was chosen for less than reseatBelow of its even share gets its key moved onto the
+ * query of the current batch that is served worst (lowest cosine with the key it picks), at the
+ * pool's mean key length. The usage counts are saved with the tokens, so a resumed run re-seats
+ * exactly as an uninterrupted one. Evaluation never re-seats.
+ *
  * Top-k is a discrete choice made outside the gradient: prompts that were not selected get
  * exactly zero gradient; the selected ones get the language-model gradient and, through their
  * keys' cosine, the pull term's.
@@ -32,6 +40,22 @@ export type { KeyMode, PoolOptions, PoolQuery };
 const NORM_EPS = 1e-12;
 
 let instances = 0;
+
+/** Training-time usage of the prompts: examples seen, and per prompt since when it sits and how often it was chosen since. */
+export interface SeatState {
+  examples: number;
+  seats: Array<{ since: number; chosen: number }>;
+}
+
+function freshSeats(poolSize: number): SeatState {
+  return { examples: 0, seats: Array.from({ length: poolSize }, () => ({ since: 0, chosen: 0 })) };
+}
+
+function isSeatState(x: unknown, poolSize: number): x is SeatState {
+  const s = x as SeatState;
+  const count = (n: unknown) => Number.isInteger(n) && (n as number) >= 0;
+  return !!s && count(s.examples) && Array.isArray(s.seats) && s.seats.length === poolSize && s.seats.every((e) => count(e?.since) && count(e?.chosen) && e.since <= s.examples);
+}
 
 /** Rows of x scaled to unit length: x * rsqrt(max(|x|^2, eps)). */
 function l2Normalize(x: tf.Tensor2D): tf.Tensor2D {
@@ -59,6 +83,7 @@ export class PromptPoolTokens implements PreferenceTokens {
   private pool: tf.Variable<tf.Rank.R3> | null = null;
   private keyVar: tf.Variable<tf.Rank.R2> | null = null;
   private selection: number[][] = [];
+  private seats: SeatState;
 
   constructor(
     options: Partial<PoolOptions>,
@@ -73,7 +98,11 @@ export class PromptPoolTokens implements PreferenceTokens {
     if (o.topK > o.poolSize) throw new Error(`${where}: topK ${o.topK} is larger than the pool (${o.poolSize} prompts)`);
     if (!(o.pullCoefficient >= 0) || !Number.isFinite(o.pullCoefficient)) throw new Error(`${where}: pullCoefficient must be a finite number >= 0, got ${o.pullCoefficient}`);
     if (o.keys !== 'prompt-mean' && o.keys !== 'learnable') throw new Error(`${where}: keys must be 'prompt-mean' or 'learnable', got '${String(o.keys)}'`);
+    if (!Number.isInteger(o.reseatAfter) || o.reseatAfter < 0) throw new Error(`${where}: reseatAfter must be an integer >= 0, got ${o.reseatAfter}`);
+    if (!(o.reseatBelow >= 0 && o.reseatBelow <= 1)) throw new Error(`${where}: reseatBelow must be in [0, 1], got ${o.reseatBelow}`);
+    if (o.reseatAfter > 0 && o.keys !== 'learnable') throw new Error(`${where}: reseatAfter needs keys 'learnable' (a 'prompt-mean' key is its prompt's tokens)`);
     this.options = o;
+    this.seats = freshSeats(o.poolSize);
   }
 
   /** Prepended length: topK prompts of `length` tokens each. */
@@ -83,6 +112,11 @@ export class PromptPoolTokens implements PreferenceTokens {
 
   get hiddenSize(): number | null {
     return this.pool ? this.pool.shape[2] : null;
+  }
+
+  /** Training-time usage of each prompt (what starved-prompt re-seating judges by); a copy. */
+  usage(): SeatState {
+    return { examples: this.seats.examples, seats: this.seats.seats.map((e) => ({ ...e })) };
   }
 
   /** The prompt indices chosen for each example of the last `prefix` call, best match first. */
@@ -119,6 +153,7 @@ export class PromptPoolTokens implements PreferenceTokens {
     const keyInit = this.options.keyInit === 'same' ? this.options : { init: this.options.keyInit, std: this.options.std };
     const keyValues = this.options.keys === 'learnable' ? initialValues(poolSize * hiddenSize, keyInit, this.seed, 'preference-tokens/prompt-pool/keys') : null;
     this.create(poolValues, keyValues, hiddenSize);
+    this.seats = freshSeats(poolSize);
     this.logger?.info('preference tokens built', {
       kind: 'prompt-pool',
       poolSize,
@@ -152,10 +187,12 @@ export class PromptPoolTokens implements PreferenceTokens {
         throw new Error(`${this.where()}: query 'preference-direction' needs PrefixContext.preferenceDirection [${batch}, ${hidden}] from the backbone, got [${q?.shape ?? 'none'}]`);
       }
     }
+    const query = this.options.query === 'preference-direction' ? context.preferenceDirection : context.historyMean;
+    const reseating = context.training === true && this.options.reseatAfter > 0;
+    if (reseating) this.reseatStarved(query.dataSync() as Float32Array, batch, hidden);
     return tf.tidy(() => {
       // [poolSize, d]: the learnable keys, or each prompt's mean over its tokens.
       const keys = this.keyVar ?? (tf.mean(pool, 1) as tf.Tensor2D);
-      const query = this.options.query === 'preference-direction' ? context.preferenceDirection : context.historyMean;
       const cos = tf.matMul(l2Normalize(query), tf.transpose(l2Normalize(keys))) as tf.Tensor2D; // [batch, poolSize]
       const chosen = topKIndices(cos.dataSync(), batch, poolSize, topK);
       const selected = tf.gather(pool, chosen.flat(), 0); // [batch * topK, length, d]
@@ -164,18 +201,90 @@ export class PromptPoolTokens implements PreferenceTokens {
       chosen.forEach((row, b) => row.forEach((j) => (mask[b * poolSize + j] = 1)));
       const pull = tf.mul(tf.div(tf.sum(tf.mul(tf.tensor2d(mask, [batch, poolSize]), tf.sub(1, cos))), batch), pullCoefficient) as tf.Scalar;
       this.selection = chosen;
+      if (reseating) {
+        this.seats.examples += batch;
+        for (const row of chosen) for (const j of row) this.seats.seats[j].chosen++;
+      }
       return { embeddings, auxLoss: pull };
     });
+  }
+
+  /**
+   * Moves the most starved prompt's key (if any prompt is starved; see reseatAfter) onto the
+   * query, of this batch's `batch` queries [batch, hidden], whose best key cosine is lowest.
+   */
+  private reseatStarved(queries: Float32Array, batch: number, hidden: number): void {
+    const { poolSize, topK, reseatAfter, reseatBelow } = this.options;
+    const keyVar = this.keyVar!;
+    let starved = -1;
+    let worstShare = Infinity;
+    this.seats.seats.forEach((seat, j) => {
+      const seen = this.seats.examples - seat.since;
+      if (seen < reseatAfter) return;
+      const share = seat.chosen / ((seen * topK) / poolSize);
+      if (share < reseatBelow && share < worstShare) {
+        starved = j;
+        worstShare = share;
+      }
+    });
+    if (starved < 0) return;
+    const keys = Float32Array.from(keyVar.dataSync());
+    const unit = (v: Float32Array) => {
+      const n = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+      return { v, n: Math.max(n, Math.sqrt(NORM_EPS)) };
+    };
+    const keyRows = Array.from({ length: poolSize }, (_, j) => unit(keys.subarray(j * hidden, (j + 1) * hidden)));
+    let worst = -1;
+    let worstCos = Infinity;
+    for (let b = 0; b < batch; b++) {
+      const q = unit(queries.subarray(b * hidden, (b + 1) * hidden));
+      if (q.n <= Math.sqrt(NORM_EPS)) continue; // a zero query (no references) serves as no seat
+      let best = -Infinity;
+      for (const k of keyRows) best = Math.max(best, k.v.reduce((a, x, i) => a + x * q.v[i], 0) / (k.n * q.n));
+      if (best < worstCos) {
+        worst = b;
+        worstCos = best;
+      }
+    }
+    if (worst < 0) return;
+    const meanNorm = keyRows.reduce((a, k) => a + k.n, 0) / poolSize;
+    const q = unit(queries.subarray(worst * hidden, (worst + 1) * hidden));
+    const seat = this.seats.seats[starved];
+    this.logger?.info('prompt pool: starved prompt re-seated', {
+      prompt: starved,
+      chosen: seat.chosen,
+      examples: this.seats.examples - seat.since,
+      share: +worstShare.toFixed(3),
+      onQueryCosine: +worstCos.toFixed(3),
+    });
+    for (let i = 0; i < hidden; i++) keys[starved * hidden + i] = (q.v[i] / q.n) * meanNorm;
+    tf.tidy(() => keyVar.assign(tf.tensor2d(keys, [poolSize, hidden])));
+    this.seats.seats[starved] = { since: this.seats.examples, chosen: 0 };
   }
 
   async save(dir: string): Promise<void> {
     const pool = this.built();
     const tensors = [{ name: 'pool', shape: [...pool.shape], data: (await pool.data()) as Float32Array }];
     if (this.keyVar) tensors.push({ name: 'keys', shape: [...this.keyVar.shape], data: (await this.keyVar.data()) as Float32Array });
-    const { poolSize, topK, keys, keyInit, query, pullCoefficient, init, std } = this.options;
+    const { poolSize, topK, keys, keyInit, query, reseatAfter, reseatBelow, pullCoefficient, init, std } = this.options;
     await saveTokens(
       dir,
-      { format: FORMAT, version: FORMAT_VERSION, kind: 'prompt-pool', length: this.options.length, hiddenSize: pool.shape[2], poolSize, topK, keys, keyInit, query, pullCoefficient, init, std },
+      {
+        format: FORMAT,
+        version: FORMAT_VERSION,
+        kind: 'prompt-pool',
+        length: this.options.length,
+        hiddenSize: pool.shape[2],
+        poolSize,
+        topK,
+        keys,
+        keyInit,
+        query,
+        pullCoefficient,
+        init,
+        std,
+        ...(reseatAfter > 0 && { reseatAfter, reseatBelow, usage: this.usage() }),
+      },
       tensors,
     );
   }
@@ -215,6 +324,11 @@ export class PromptPoolTokens implements PreferenceTokens {
     } else {
       this.create(poolT.data, keysT?.data ?? null, hidden);
     }
+    const usage = stored.config?.usage;
+    if (usage !== undefined && !isSeatState(usage, this.options.poolSize)) {
+      throw new Error(`${this.where()}: ${stored.source}'s usage is not { examples, seats: [${this.options.poolSize} x { since, chosen }] } of counts`);
+    }
+    this.seats = usage ?? freshSeats(this.options.poolSize);
     this.logger?.info('preference tokens loaded', { kind: 'prompt-pool', source: stored.source, shape: poolT.shape, keys: this.options.keys });
   }
 

@@ -209,6 +209,77 @@ describe("preference tokens 'prompt-pool'", () => {
     byTaste.dispose();
   });
 
+  /*
+   * Starved-prompt re-seating, by hand: 3 prompts of 1 token in d = 2, learnable keys
+   * k0 = [2, 0], k1 = [0, 2], k2 = [-1, 0] (lengths 2, 2, 1: mean 5/3), topK 1, reseatAfter 4,
+   * reseatBelow 0.5 (even share 1/3 of the choices).
+   *   calls 1 and 2 (training), queries [1, 0.1] and [0.1, 1]: prompts 0 and 1 chosen; after 4
+   *     examples prompt 2 was chosen 0 times: share 0 < 0.5, starved (prompts 0, 1: 1.5).
+   *   call 3 (training), queries [1, 0] and [1, 1]: best cosines 1 (k0) and 1/sqrt2 (k0 and k1),
+   *     so [1, 1] is served worst; k2 becomes [1, 1]/sqrt2 * 5/3 = [1.1785, 1.1785]; then [1, 0]
+   *     picks 0 (cos 1 against 1/sqrt2) and [1, 1] picks 2 (cos 1). Usage: 6 examples; prompt 0
+   *     chosen 3, prompt 1 2, prompt 2 seated at 4 and chosen 1.
+   */
+  const reseatPool = () => {
+    const t = new PromptPoolTokens({ poolSize: 3, length: 1, keys: 'learnable', topK: 1, reseatAfter: 4, reseatBelow: 0.5, pullCoefficient: 0 }, 5);
+    t.build(2);
+    t.variables()[1].assign(tf.tensor2d([2, 0, 0, 2, -1, 0], [3, 2]));
+    return t;
+  };
+  const call = (t: PromptPoolTokens, rows: number[][], training: boolean) => {
+    const q = tf.tensor2d(rows);
+    const out = t.prefix({ historyMean: q, preferenceDirection: q, training });
+    tf.dispose([q, out.embeddings, out.auxLoss]);
+    return t.lastSelection().map((r) => r[0]);
+  };
+  const first = [
+    [1, 0.1],
+    [0.1, 1],
+  ];
+  const third = [
+    [1, 0],
+    [1, 1],
+  ];
+
+  it('re-seats a starved prompt onto the worst-served query while training, and never in evaluation', () => {
+    const t = reseatPool();
+    expect(call(t, first, true)).toEqual([0, 1]);
+    expect(call(t, first, true)).toEqual([0, 1]);
+    // Evaluation passes neither re-seat nor count.
+    expect(call(t, third, false)).toEqual([0, 0]);
+    expect(Array.from(t.variables()[1].dataSync())).toEqual([2, 0, 0, 2, -1, 0]);
+    expect(t.usage()).toEqual({ examples: 4, seats: [{ since: 0, chosen: 2 }, { since: 0, chosen: 2 }, { since: 0, chosen: 0 }] });
+    expect(call(t, third, true)).toEqual([0, 2]);
+    const k = Array.from(t.variables()[1].dataSync());
+    expectClose(k, [2, 0, 0, 2, (5 / 3) / Math.SQRT2, (5 / 3) / Math.SQRT2]);
+    expect(t.usage()).toEqual({ examples: 6, seats: [{ since: 0, chosen: 3 }, { since: 0, chosen: 2 }, { since: 4, chosen: 1 }] });
+    // Nobody is starved now: the re-seated prompt is judged again only after 4 more examples.
+    call(t, third, true);
+    expectClose(Array.from(t.variables()[1].dataSync()), k);
+    t.dispose();
+  });
+
+  it('the usage counts are saved with the pool, so a resumed run re-seats like an uninterrupted one', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'pool-reseat-'));
+    const a = reseatPool();
+    call(a, first, true);
+    call(a, first, true);
+    await a.save(dir);
+    const saved = JSON.parse(await fsp.readFile(path.join(dir, CONFIG_FILE), 'utf8')) as Record<string, unknown>;
+    expect(saved).toMatchObject({ reseatAfter: 4, reseatBelow: 0.5, usage: { examples: 4 } });
+    const b = new PromptPoolTokens({ poolSize: 3, length: 1, keys: 'learnable', topK: 1, reseatAfter: 4, reseatBelow: 0.5, pullCoefficient: 0 }, 6);
+    await b.load(dir);
+    expect(call(a, third, true)).toEqual([0, 2]);
+    expect(call(b, third, true)).toEqual([0, 2]);
+    expect(Array.from(b.variables()[1].dataSync())).toEqual(Array.from(a.variables()[1].dataSync()));
+    expect(b.usage()).toEqual(a.usage());
+    // Counts that do not fit the pool are refused with the file named.
+    await fsp.writeFile(path.join(dir, CONFIG_FILE), JSON.stringify({ ...saved, usage: { examples: 4, seats: [{ since: 0, chosen: 1 }] } }));
+    await expect(b.load(dir)).rejects.toThrow(`usage is not { examples, seats: [3 x { since, chosen }] } of counts`);
+    [a, b].forEach((x) => x.dispose());
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
   it('a pool saved with one query refuses to load under the other', async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'pool-query-'));
     const t = new PromptPoolTokens({ poolSize: 3, length: 2, query: 'preference-direction' }, 3);
@@ -254,6 +325,9 @@ describe("preference tokens 'prompt-pool'", () => {
     expect(sd).toBeLessThan(0.022);
     same.dispose();
     own.dispose();
+    expect(() => new PromptPoolTokens({ reseatAfter: 8 }, 1)).toThrow("reseatAfter needs keys 'learnable'");
+    expect(() => new PromptPoolTokens({ keys: 'learnable', reseatAfter: 1.5 }, 1)).toThrow('reseatAfter must be an integer >= 0, got 1.5');
+    expect(() => new PromptPoolTokens({ keys: 'learnable', reseatAfter: 4, reseatBelow: 2 }, 1)).toThrow('reseatBelow must be in [0, 1], got 2');
     expect(() => new PromptPoolTokens({ poolSize: 2, topK: 3 }, 1)).toThrow("preference tokens 'prompt-pool': topK 3 is larger than the pool (2 prompts)");
     expect(() => new PromptPoolTokens({ pullCoefficient: -1 }, 1)).toThrow(/pullCoefficient must be a finite number >= 0, got -1/);
   });

@@ -55,6 +55,11 @@ export interface PrefixContext {
    * it whatever the choice). A query for group-specific tokens.
    */
   readonly preferenceDirection: tf.Tensor2D;
+  /**
+   * True when the forward pass trains (ForwardOptions.training): a provider may then update
+   * training-only state, e.g. how often each pooled prompt is chosen. Absent means false.
+   */
+  readonly training?: boolean;
 }
 
 export interface PrefixProvider {
