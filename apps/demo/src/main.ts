@@ -31,7 +31,7 @@ import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import { closeSync, existsSync, openSync, promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { runMain } from '@userpref/cli';
+import { loadConfigFile, runMain } from '@userpref/cli';
 import { TRUTH_FILE, generateSynthpick, importDataset, synthpickParams, type SynthpickPreset } from '@userpref/dataset-pickapic';
 import { claimRunDir, paramsHash } from './run-dir';
 import { STAGE1_LABEL, STAGE2_LABEL, demoSummary } from './summary';
@@ -124,10 +124,13 @@ async function latestAdapter(exp: string): Promise<string> {
 
 runMain(async () => {
   const started = Date.now();
-  const demoConfig = JSON.parse(await fs.readFile(config, 'utf8')) as DemoConfig;
+  // With `extends` merged in (paths an extended file declares come back absolute).
+  const demoConfig = (await loadConfigFile(config)) as DemoConfig;
   // The world: <config>.world.json beside the run config (the run config schema has no place for it).
   const worldFile = config.replace(/\.json$/, '.world.json');
-  const world = existsSync(worldFile) ? (JSON.parse(await fs.readFile(worldFile, 'utf8')) as { preset?: string; seed?: number }) : {};
+  // stage2Set: `--set` overrides for stage 2 alone (a config whose train section is a longer stage 1 keeps the demo's stage 2).
+  const world = existsSync(worldFile) ? (JSON.parse(await fs.readFile(worldFile, 'utf8')) as { preset?: string; seed?: number; stage2Set?: Record<string, string | number> }) : {};
+  const stage2Set = Object.entries(world.stage2Set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
   const preset = world.preset ?? 'default';
   const configSeed = world.seed ?? 42;
   const seed = seedArg ?? configSeed;
@@ -201,7 +204,7 @@ runMain(async () => {
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
     step('6/8 stage 2: preference tokens on the stage-1 adapter');
-    runApp('train2', ['--exp_name', 'stage2', '--max_steps', String(STAGE2_UPDATES), '--lora_path', path.join(stage1, 'adapter')]);
+    runApp('train2', ['--exp_name', 'stage2', '--max_steps', String(STAGE2_UPDATES), '--lora_path', path.join(stage1, 'adapter'), ...stage2Set]);
   }
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');
