@@ -35,6 +35,7 @@ import { loadConfigFile, runMain } from '@userpref/cli';
 import { TRUTH_FILE, generateSynthpick, importDataset, synthpickParams, type SynthpickPreset } from '@userpref/dataset-pickapic';
 import { claimRunDir, paramsHash } from './run-dir';
 import { STAGE1_LABEL, STAGE2_LABEL, demoSummary } from './summary';
+import { readDemoWorld } from './world';
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const data = path.join(root, 'data');
@@ -126,13 +127,8 @@ runMain(async () => {
   const started = Date.now();
   // With `extends` merged in (paths an extended file declares come back absolute).
   const demoConfig = (await loadConfigFile(config)) as DemoConfig;
-  // The world: <config>.world.json beside the run config (the run config schema has no place for it).
-  const worldFile = config.replace(/\.json$/, '.world.json');
-  // stage2Set: `--set` overrides for stage 2 alone (a config whose train section is a longer stage 1 keeps the demo's stage 2).
-  const world = existsSync(worldFile) ? (JSON.parse(await fs.readFile(worldFile, 'utf8')) as { preset?: string; seed?: number; stage2Set?: Record<string, string | number> }) : {};
-  const stage2Set = Object.entries(world.stage2Set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
-  const preset = world.preset ?? 'default';
-  const configSeed = world.seed ?? 42;
+  // The world: <config>.world.json beside the run config (world.ts).
+  const { preset, seed: configSeed, stage2Args } = await readDemoWorld(config);
   const seed = seedArg ?? configSeed;
   // The data and run directories the config names (relative to the config file); another seed gets its own.
   const suffix = seed === configSeed ? '' : `-seed${seed}`;
@@ -204,7 +200,7 @@ runMain(async () => {
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
     step('6/8 stage 2: preference tokens on the stage-1 adapter');
-    runApp('train2', ['--exp_name', 'stage2', '--max_steps', String(STAGE2_UPDATES), '--lora_path', path.join(stage1, 'adapter'), ...stage2Set]);
+    runApp('train2', ['--exp_name', 'stage2', '--max_steps', String(STAGE2_UPDATES), '--lora_path', path.join(stage1, 'adapter'), ...stage2Args]);
   }
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');
