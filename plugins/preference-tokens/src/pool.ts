@@ -189,11 +189,12 @@ export class PromptPoolTokens implements PreferenceTokens {
     }
     const query = this.options.query === 'preference-direction' ? context.preferenceDirection : context.historyMean;
     const reseating = context.training === true && this.options.reseatAfter > 0;
-    if (reseating) this.reseatStarved(query.dataSync() as Float32Array, batch, hidden);
     return tf.tidy(() => {
-      // [poolSize, d]: the learnable keys, or each prompt's mean over its tokens.
-      const keys = this.keyVar ?? (tf.mean(pool, 1) as tf.Tensor2D);
-      const cos = tf.matMul(l2Normalize(query), tf.transpose(l2Normalize(keys))) as tf.Tensor2D; // [batch, poolSize]
+      const unitQuery = l2Normalize(query);
+      // [batch, poolSize]; keys: the learnable ones, or each prompt's mean over its tokens.
+      const cosine = () => tf.matMul(unitQuery, tf.transpose(l2Normalize(this.keyVar ?? (tf.mean(pool, 1) as tf.Tensor2D)))) as tf.Tensor2D;
+      let cos = cosine();
+      if (reseating && this.reseatStarved(query, unitQuery, cos)) cos = cosine();
       const chosen = topKIndices(cos.dataSync(), batch, poolSize, topK);
       const selected = tf.gather(pool, chosen.flat(), 0); // [batch * topK, length, d]
       const embeddings = tf.reshape(selected, [batch, topK * length, hidden]) as tf.Tensor3D;
@@ -211,11 +212,11 @@ export class PromptPoolTokens implements PreferenceTokens {
 
   /**
    * Moves the most starved prompt's key (if any prompt is starved; see reseatAfter) onto the
-   * query, of this batch's `batch` queries [batch, hidden], whose best key cosine is lowest.
+   * query, of this batch's [batch, hidden] queries, whose best key cosine (a row of `cos`) is
+   * lowest; zero queries (no references) are not taken. True when a key moved.
    */
-  private reseatStarved(queries: Float32Array, batch: number, hidden: number): void {
+  private reseatStarved(query: tf.Tensor2D, unitQuery: tf.Tensor2D, cos: tf.Tensor2D): boolean {
     const { poolSize, topK, reseatAfter, reseatBelow } = this.options;
-    const keyVar = this.keyVar!;
     let starved = -1;
     let worstShare = Infinity;
     this.seats.seats.forEach((seat, j) => {
@@ -227,28 +228,20 @@ export class PromptPoolTokens implements PreferenceTokens {
         worstShare = share;
       }
     });
-    if (starved < 0) return;
-    const keys = Float32Array.from(keyVar.dataSync());
-    const unit = (v: Float32Array) => {
-      const n = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
-      return { v, n: Math.max(n, Math.sqrt(NORM_EPS)) };
-    };
-    const keyRows = Array.from({ length: poolSize }, (_, j) => unit(keys.subarray(j * hidden, (j + 1) * hidden)));
+    if (starved < 0) return false;
+    const cosines = cos.dataSync();
+    const queryNorms = tf.norm(query, 'euclidean', 1).dataSync();
     let worst = -1;
     let worstCos = Infinity;
-    for (let b = 0; b < batch; b++) {
-      const q = unit(queries.subarray(b * hidden, (b + 1) * hidden));
-      if (q.n <= Math.sqrt(NORM_EPS)) continue; // a zero query (no references) serves as no seat
-      let best = -Infinity;
-      for (const k of keyRows) best = Math.max(best, k.v.reduce((a, x, i) => a + x * q.v[i], 0) / (k.n * q.n));
+    for (let b = 0; b < query.shape[0]; b++) {
+      if (queryNorms[b] <= Math.sqrt(NORM_EPS)) continue;
+      const best = Math.max(...cosines.subarray(b * poolSize, (b + 1) * poolSize));
       if (best < worstCos) {
         worst = b;
         worstCos = best;
       }
     }
-    if (worst < 0) return;
-    const meanNorm = keyRows.reduce((a, k) => a + k.n, 0) / poolSize;
-    const q = unit(queries.subarray(worst * hidden, (worst + 1) * hidden));
+    if (worst < 0) return false;
     const seat = this.seats.seats[starved];
     this.logger?.info('prompt pool: starved prompt re-seated', {
       prompt: starved,
@@ -257,9 +250,13 @@ export class PromptPoolTokens implements PreferenceTokens {
       share: +worstShare.toFixed(3),
       onQueryCosine: +worstCos.toFixed(3),
     });
-    for (let i = 0; i < hidden; i++) keys[starved * hidden + i] = (q.v[i] / q.n) * meanNorm;
-    tf.tidy(() => keyVar.assign(tf.tensor2d(keys, [poolSize, hidden])));
+    // The worst-served query's direction at the pool's mean key length.
+    const keyVar = this.keyVar!;
+    const seatRow = tf.mul(tf.slice(unitQuery, [worst, 0], [1, -1]), tf.mean(tf.norm(keyVar, 'euclidean', 1)));
+    const isStarved = tf.tensor2d(Array.from({ length: poolSize }, (_, j) => [j === starved ? 1 : 0]), [poolSize, 1], 'bool');
+    keyVar.assign(tf.where(isStarved, tf.broadcastTo(seatRow, keyVar.shape), keyVar) as tf.Tensor2D);
     this.seats.seats[starved] = { since: this.seats.examples, chosen: 0 };
+    return true;
   }
 
   async save(dir: string): Promise<void> {
