@@ -79,8 +79,14 @@ export interface SynthpickParams {
    * two centres of a two-camp world are drawn, and the 2^F clusters take every combination of
    * poles (cluster k takes the second pole of factor i when bit i of k is set). One factor over
    * colour and texture is camps-xl's two camps; a second factor splits each camp in two.
+   *
+   * `distance` (optional) fixes how far apart a factor's two poles are (the Euclidean norm of
+   * their difference over the factor's features); only the direction is drawn. Without it the
+   * distance is left to the draw, and on a factor over few attribute values it varies a lot from
+   * one world seed to the next (camps-split-xl's style factor: 1.2 on seed 44, 5.0 on seed 43),
+   * so whether the camps split at all would be luck of the seed.
    */
-  campFactors?: ReadonlyArray<{ readonly groups: readonly Group[]; readonly scale: number }>;
+  campFactors?: ReadonlyArray<{ readonly groups: readonly Group[]; readonly scale: number; readonly distance?: number }>;
   /** Bradley-Terry inverse temperature and lapse rate (random choice). */
   beta: number;
   lapse: number;
@@ -144,9 +150,25 @@ export const PRESETS = {
   /**
    * camps-xl's two camps, each split in two by a second taste, on style (camp factors): four groups
    * of people, each sharing a colour/texture camp with one other group and a style with another
-   * (mining's random purity baseline ~25%).
+   * (mining's random purity baseline ~25%). The poles of each factor are 10 (colour/texture) and 5
+   * (style) apart on every seed, the root-mean-square distance of the free draw at scale 2.5 over
+   * 8 and 2 free values: left to the draw, seed 44's style split was 1.2 apart and its groups
+   * barely differed within a camp.
    */
-  'camps-split-xl': { ...BASE, users: 288, comparisonsPerUser: 24, clusters: 4, shards: 4, clusterScale: 2.5, personalScale: 0.15, promptGroups: ['shape', 'layout', 'background'], campFactors: [{ groups: ['colour', 'texture'], scale: 2.5 }, { groups: ['style'], scale: 2.5 }] },
+  'camps-split-xl': {
+    ...BASE,
+    users: 288,
+    comparisonsPerUser: 24,
+    clusters: 4,
+    shards: 4,
+    clusterScale: 2.5,
+    personalScale: 0.15,
+    promptGroups: ['shape', 'layout', 'background'],
+    campFactors: [
+      { groups: ['colour', 'texture'], scale: 2.5, distance: 10 },
+      { groups: ['style'], scale: 2.5, distance: 5 },
+    ],
+  },
 } satisfies Record<string, SynthpickParams>;
 export type SynthpickPreset = keyof typeof PRESETS;
 
@@ -268,11 +290,18 @@ export function simulateSynthpick(params: SynthpickParams, seed: number, populat
     const poles = factors.map((f) => {
       if (!f.groups.length || !(f.scale >= 0)) throw new SynthpickParamsError(`a camp factor needs attribute groups and a scale >= 0, got ${JSON.stringify(f)}`);
       f.groups.forEach(known);
-      return [0, 1].map(() => {
+      const pair = [0, 1].map(() => {
         const drawn = groupCentred(world, f.scale);
         for (const g of GROUPS) if (!f.groups.includes(g)) drawn.fill(0, OFFSETS[g], OFFSETS[g] + ATTRIBUTES[g].length);
         return drawn;
       });
+      if (f.distance === undefined) return pair;
+      if (!(f.distance > 0) || !Number.isFinite(f.distance)) throw new SynthpickParamsError(`a camp factor's distance must be a finite number > 0, got ${JSON.stringify(f)}`);
+      // Same midpoint and direction, the poles moved to distance apart.
+      const gap = Math.sqrt(pair[0].reduce((a, v, i) => a + (pair[1][i] - v) ** 2, 0));
+      if (!(gap > 0)) throw new SynthpickParamsError(`a camp factor over ${f.groups.join(', ')} drew two equal poles: give it a scale > 0`);
+      const half = f.distance / gap / 2;
+      return [-1, 1].map((side) => pair[0].map((v, i) => (v + pair[1][i]) / 2 + side * half * (pair[1][i] - v)));
     });
     centres = Array.from({ length: params.clusters }, (_, k) => {
       const c = new Float64Array(FEATURES);

@@ -199,15 +199,46 @@ describe('world structure: which attributes tastes disagree on, which prompts ma
     const one = simulateSynthpick({ ...params, clusters: 2, campFactors: [params.campFactors[0]] }, 42);
     const global = one.users.find((u) => u.cluster === 0)!.taste.map((v, f) => (v + one.users.find((u) => u.cluster === 1)!.taste[f]) / 2);
     t0.forEach((v, f) => expect((v + t1[f] + t2[f] + t3[f]) / 4).toBeCloseTo(global[f], 12));
-    // The first factor draws what a two-camp world draws: the same camps as camps-xl.
+    // The first factor draws what a two-camp world draws: camps-xl's camps, in the same direction
+    // and around the same midpoint, moved to the factor's distance (10) apart.
     const xl = simulateSynthpick({ ...PRESETS['camps-xl'], users: 8, personalScale: 0 }, 42);
     const xlTaste = (k: number) => xl.users.find((u) => u.cluster === k)!.taste;
     const colourTexture = (t: Float64Array) => Array.from(t.subarray(0, ATTRIBUTES.shape.length + ATTRIBUTES.colour.length + ATTRIBUTES.texture.length));
-    colourTexture(t0).forEach((v, f) => expect(v).toBeCloseTo(colourTexture(xlTaste(0))[f], 12));
-    colourTexture(t1).forEach((v, f) => expect(v).toBeCloseTo(colourTexture(xlTaste(1))[f], 12));
+    const [x0, x1] = [colourTexture(xlTaste(0)), colourTexture(xlTaste(1))];
+    const xlGap = Math.hypot(...x0.map((v, f) => v - x1[f]));
+    const stretch = 10 / xlGap;
+    colourTexture(t0).forEach((v, f) => expect(v - colourTexture(t1)[f]).toBeCloseTo(stretch * (x0[f] - x1[f]), 12));
+    colourTexture(t0).forEach((v, f) => expect(v + colourTexture(t1)[f]).toBeCloseTo(x0[f] + x1[f], 12));
     expect(() => simulateSynthpick({ ...params, clusters: 3 }, 1)).toThrow('synthpick: 2 camp factor(s) make 4 clusters, but clusters is 3');
     expect(() => simulateSynthpick({ ...params, tasteGroups: ['colour'] }, 1)).toThrow('campFactors name their own attribute groups: leave tasteGroups out');
     expect(() => simulateSynthpick({ ...params, campFactors: [{ groups: ['hue' as never], scale: 1 }, params.campFactors[1]] }, 1)).toThrow(/unknown taste group 'hue'/);
+  });
+
+  it('campFactors distance: the poles are that far apart on every seed, whatever the draw', () => {
+    const params = { ...PRESETS['camps-split-xl'], users: 8, personalScale: 0 };
+    const span = (g: (typeof GROUPS)[number]) => {
+      const start = GROUPS.slice(0, GROUPS.indexOf(g)).reduce((a, x) => a + ATTRIBUTES[x].length, 0);
+      return [start, start + ATTRIBUTES[g].length] as const;
+    };
+    const distance = (a: Float64Array, b: Float64Array, groups: Array<(typeof GROUPS)[number]>) =>
+      Math.sqrt(groups.reduce((acc, g) => acc + Array.from(a.subarray(...span(g))).reduce((x, v, i) => x + (v - b[span(g)[0] + i]) ** 2, 0), 0));
+    const free = { ...params, campFactors: params.campFactors.map(({ groups, scale }) => ({ groups, scale })) };
+    const freeStyle: number[] = [];
+    for (const seed of [42, 43, 44, 45, 46]) {
+      const taste = (sim: ReturnType<typeof simulateSynthpick>, k: number) => sim.users.find((u) => u.cluster === k)!.taste;
+      const sim = simulateSynthpick(params, seed);
+      expect(distance(taste(sim, 0), taste(sim, 1), ['colour', 'texture'])).toBeCloseTo(10, 10);
+      expect(distance(taste(sim, 0), taste(sim, 2), ['style'])).toBeCloseTo(5, 10);
+      const drawn = simulateSynthpick(free, seed);
+      freeStyle.push(distance(taste(drawn, 0), taste(drawn, 2), ['style']));
+    }
+    // Left to the draw, the style split varies several-fold between seeds (why the preset fixes it).
+    expect(Math.max(...freeStyle) / Math.min(...freeStyle)).toBeGreaterThan(3);
+    const withDistance = (distance: number) => ({ ...params, campFactors: [params.campFactors[0], { ...params.campFactors[1], distance }] });
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => simulateSynthpick(withDistance(bad), 1)).toThrow(/a camp factor's distance must be a finite number > 0/);
+    }
+    expect(() => simulateSynthpick({ ...params, campFactors: [params.campFactors[0], { groups: ['style'], scale: 0, distance: 5 }] }, 1)).toThrow(/drew two equal poles/);
   });
 
   it('rejects unknown groups and groups a prompt cannot name, naming them', () => {
