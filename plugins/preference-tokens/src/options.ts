@@ -59,6 +59,13 @@ export const poolOptionsSchema = {
       default: 0.5,
       description: 'The share of its even share below which a prompt counts as starved (see reseatAfter).',
     },
+    seedKeysAfter: {
+      type: 'integer',
+      minimum: 0,
+      default: 0,
+      description:
+        "Seating the learnable keys from data (0: off; needs keys 'learnable'; at least poolSize): the first this many non-zero training queries are kept, and when they are all in, the keys are moved onto the centres of a spherical k-means (k-means++ seeding, best of 8 runs) of them, at the pool's mean key length, as VQ codebooks are initialised by k-means on the first batch. Until then prompts are picked by the initial keys. Evaluation never seats.",
+    },
     pullCoefficient: {
       type: 'number',
       minimum: 0,
@@ -71,7 +78,7 @@ export const poolOptionsSchema = {
 
 /** `{ length, init, std }`: rows of the prompt matrix P, and how P starts. */
 export type PromptOptions = OptionsOf<typeof promptOptionsSchema>;
-/** `{ length, poolSize, topK, keys, keyInit, query, reseatAfter, reseatBelow, pullCoefficient, init, std }`. */
+/** `{ length, poolSize, topK, keys, keyInit, query, reseatAfter, reseatBelow, seedKeysAfter, pullCoefficient, init, std }`. */
 export type PoolOptions = OptionsOf<typeof poolOptionsSchema>;
 /** How preference tokens start: `init` ('uniform' U(0, 1) as the paper, 'normal' N(0, std^2), 'zeros') and `std`. */
 export type InitOptions = Pick<PromptOptions, 'init' | 'std'>;

@@ -22,19 +22,31 @@
  * pool's mean key length. The usage counts are saved with the tokens, so a resumed run re-seats
  * exactly as an uninterrupted one. Evaluation never re-seats.
  *
+ * Small random keys leave the first choices to chance, and the pull then settles into whatever
+ * split those made (on camps-split-xl seed 44: one prompt for one camp, three for the other).
+ * `seedKeysAfter` > 0 seats all keys from data once: the first that many training queries are
+ * kept, then the keys move onto the centres of a spherical k-means of them (kmeans.ts), as VQ
+ * codebooks are initialised. The kept queries are saved with the tokens until then, so a resumed
+ * run seats exactly as an uninterrupted one.
+ *
  * Top-k is a discrete choice made outside the gradient: prompts that were not selected get
  * exactly zero gradient; the selected ones get the language-model gradient and, through their
  * keys' cosine, the pull term's.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger, PreferenceTokens, PrefixContext } from '@userpref/core';
+import { Rng } from '@userpref/core';
 import { initialValues } from './init';
+import { sphericalKMeans } from './kmeans';
 import { POOL_DEFAULTS, type KeyMode, type PoolOptions, type PoolQuery } from './options';
 import { contextBatch } from './prompt';
 import { FORMAT, FORMAT_VERSION, expectTensor, readTokens, saveTokens } from './storage';
 
 export { POOL_DEFAULTS };
 export type { KeyMode, PoolOptions, PoolQuery };
+
+/** The tensor holding the training queries kept for seating the keys (seedKeysAfter), until they are seated. */
+const SEED_QUERIES = 'key_seed_queries';
 
 /** Smallest squared norm used when normalising (a zero vector normalises to zero, not NaN). */
 const NORM_EPS = 1e-12;
@@ -84,6 +96,9 @@ export class PromptPoolTokens implements PreferenceTokens {
   private keyVar: tf.Variable<tf.Rank.R2> | null = null;
   private selection: number[][] = [];
   private seats: SeatState;
+  /** Unit training queries kept for seating the keys (seedKeysAfter), and whether that is done. */
+  private seedQueries: Float32Array[] = [];
+  private keysSeeded = false;
 
   constructor(
     options: Partial<PoolOptions>,
@@ -101,6 +116,9 @@ export class PromptPoolTokens implements PreferenceTokens {
     if (!Number.isInteger(o.reseatAfter) || o.reseatAfter < 0) throw new Error(`${where}: reseatAfter must be an integer >= 0, got ${o.reseatAfter}`);
     if (!(o.reseatBelow >= 0 && o.reseatBelow <= 1)) throw new Error(`${where}: reseatBelow must be in [0, 1], got ${o.reseatBelow}`);
     if (o.reseatAfter > 0 && o.keys !== 'learnable') throw new Error(`${where}: reseatAfter needs keys 'learnable' (a 'prompt-mean' key is its prompt's tokens)`);
+    if (!Number.isInteger(o.seedKeysAfter) || o.seedKeysAfter < 0) throw new Error(`${where}: seedKeysAfter must be an integer >= 0, got ${o.seedKeysAfter}`);
+    if (o.seedKeysAfter > 0 && o.keys !== 'learnable') throw new Error(`${where}: seedKeysAfter needs keys 'learnable' (a 'prompt-mean' key is its prompt's tokens)`);
+    if (o.seedKeysAfter > 0 && o.seedKeysAfter < o.poolSize) throw new Error(`${where}: seedKeysAfter ${o.seedKeysAfter} queries cannot seat ${o.poolSize} keys (use at least poolSize)`);
     this.options = o;
     this.seats = freshSeats(o.poolSize);
   }
@@ -154,6 +172,8 @@ export class PromptPoolTokens implements PreferenceTokens {
     const keyValues = this.options.keys === 'learnable' ? initialValues(poolSize * hiddenSize, keyInit, this.seed, 'preference-tokens/prompt-pool/keys') : null;
     this.create(poolValues, keyValues, hiddenSize);
     this.seats = freshSeats(poolSize);
+    this.seedQueries = [];
+    this.keysSeeded = false;
     this.logger?.info('preference tokens built', {
       kind: 'prompt-pool',
       poolSize,
@@ -189,8 +209,10 @@ export class PromptPoolTokens implements PreferenceTokens {
     }
     const query = this.options.query === 'preference-direction' ? context.preferenceDirection : context.historyMean;
     const reseating = context.training === true && this.options.reseatAfter > 0;
+    const seeding = context.training === true && this.options.seedKeysAfter > 0 && !this.keysSeeded;
     return tf.tidy(() => {
       const unitQuery = l2Normalize(query);
+      if (seeding) this.collectSeedQueries(unitQuery);
       // [batch, poolSize]; keys: the learnable ones, or each prompt's mean over its tokens.
       const cosine = () => tf.matMul(unitQuery, tf.transpose(l2Normalize(this.keyVar ?? (tf.mean(pool, 1) as tf.Tensor2D)))) as tf.Tensor2D;
       let cos = cosine();
@@ -208,6 +230,33 @@ export class PromptPoolTokens implements PreferenceTokens {
       }
       return { embeddings, auxLoss: pull };
     });
+  }
+
+  /**
+   * Keeps this batch's non-zero unit queries until seedKeysAfter are in; then seats every key on
+   * a spherical k-means centre of them at the pool's mean key length, and starts the usage counts
+   * afresh (the prompts now have new keys).
+   */
+  private collectSeedQueries(unitQuery: tf.Tensor2D): void {
+    const { poolSize, seedKeysAfter } = this.options;
+    const [batch, hidden] = unitQuery.shape;
+    const rows = unitQuery.dataSync();
+    for (let b = 0; b < batch && this.seedQueries.length < seedKeysAfter; b++) {
+      const row = rows.slice(b * hidden, (b + 1) * hidden) as Float32Array;
+      if (row.some((x) => x !== 0)) this.seedQueries.push(row);
+    }
+    if (this.seedQueries.length < seedKeysAfter) return;
+    const rng = Rng.stream(this.seed, 'preference-tokens/prompt-pool/key-seating');
+    const { centres, assignment } = sphericalKMeans(this.seedQueries, poolSize, rng, { restarts: 8, iterations: 50 });
+    const keyVar = this.keyVar!;
+    const flat = new Float32Array(poolSize * hidden);
+    centres.forEach((c, j) => flat.set(c, j * hidden));
+    keyVar.assign(tf.mul(tf.tensor2d(flat, [poolSize, hidden]), tf.mean(tf.norm(keyVar, 'euclidean', 1))) as tf.Tensor2D);
+    const sizes = centres.map((_, j) => assignment.filter((a) => a === j).length);
+    this.logger?.info('prompt pool: keys seated by spherical k-means', { queries: this.seedQueries.length, clusterSizes: sizes });
+    this.seedQueries = [];
+    this.keysSeeded = true;
+    this.seats = { examples: this.seats.examples, seats: this.seats.seats.map(() => ({ since: this.seats.examples, chosen: 0 })) };
   }
 
   /**
@@ -263,7 +312,13 @@ export class PromptPoolTokens implements PreferenceTokens {
     const pool = this.built();
     const tensors = [{ name: 'pool', shape: [...pool.shape], data: (await pool.data()) as Float32Array }];
     if (this.keyVar) tensors.push({ name: 'keys', shape: [...this.keyVar.shape], data: (await this.keyVar.data()) as Float32Array });
-    const { poolSize, topK, keys, keyInit, query, reseatAfter, reseatBelow, pullCoefficient, init, std } = this.options;
+    const { poolSize, topK, keys, keyInit, query, reseatAfter, reseatBelow, seedKeysAfter, pullCoefficient, init, std } = this.options;
+    const pending = seedKeysAfter > 0 && !this.keysSeeded ? this.seedQueries : [];
+    if (pending.length) {
+      const data = new Float32Array(pending.length * pool.shape[2]);
+      pending.forEach((q, i) => data.set(q, i * pool.shape[2]));
+      tensors.push({ name: SEED_QUERIES, shape: [pending.length, pool.shape[2]], data });
+    }
     await saveTokens(
       dir,
       {
@@ -281,6 +336,7 @@ export class PromptPoolTokens implements PreferenceTokens {
         init,
         std,
         ...(reseatAfter > 0 && { reseatAfter, reseatBelow, usage: this.usage() }),
+        ...(seedKeysAfter > 0 && { seedKeysAfter, keysSeeded: this.keysSeeded }),
       },
       tensors,
     );
@@ -326,6 +382,15 @@ export class PromptPoolTokens implements PreferenceTokens {
       throw new Error(`${this.where()}: ${stored.source}'s usage is not { examples, seats: [${this.options.poolSize} x { since, chosen }] } of counts`);
     }
     this.seats = usage ?? freshSeats(this.options.poolSize);
+    // Keys seated by k-means stay seated; queries kept for it resume the count where it stopped.
+    const seeded = stored.config?.keysSeeded;
+    if (seeded !== undefined && typeof seeded !== 'boolean') throw new Error(`${this.where()}: ${stored.source}'s keysSeeded is not true or false`);
+    this.keysSeeded = seeded ?? false;
+    const kept = stored.tensors.get(SEED_QUERIES);
+    if (kept && (kept.shape.length !== 2 || kept.shape[1] !== hidden || kept.shape[0] > this.options.seedKeysAfter || this.keysSeeded)) {
+      throw new Error(`${this.where()}: ${stored.source}'s ${SEED_QUERIES} [${kept.shape.join(', ')}] does not fit seedKeysAfter ${this.options.seedKeysAfter} x hidden ${hidden}${this.keysSeeded ? ' (and its keys are already seated)' : ''}`);
+    }
+    this.seedQueries = kept ? Array.from({ length: kept.shape[0] }, (_, i) => kept.data.slice(i * hidden, (i + 1) * hidden)) : [];
     this.logger?.info('preference tokens loaded', { kind: 'prompt-pool', source: stored.source, shape: poolT.shape, keys: this.options.keys });
   }
 

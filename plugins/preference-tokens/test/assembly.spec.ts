@@ -31,7 +31,7 @@ describe('preference tokens assembled from config', () => {
       { tokens: { package: pkg, name: 'prompt-pool', options: { poolSize: 4, length: 3, topK: 2, pullCoefficient: 0.5 } } },
       { logger: memoryLogger(), seed: 1 },
     );
-    expect(asm.options['tokens:prompt-pool']).toEqual({ poolSize: 4, length: 3, topK: 2, pullCoefficient: 0.5, keys: 'prompt-mean', keyInit: 'same', query: 'history-mean', reseatAfter: 0, reseatBelow: 0.5, init: 'uniform', std: 0.02 });
+    expect(asm.options['tokens:prompt-pool']).toEqual({ poolSize: 4, length: 3, topK: 2, pullCoefficient: 0.5, keys: 'prompt-mean', keyInit: 'same', query: 'history-mean', reseatAfter: 0, reseatBelow: 0.5, seedKeysAfter: 0, init: 'uniform', std: 0.02 });
     const tokens = asm.tokens as PreferenceTokens;
     expect(tokens.length).toBe(6);
     tokens.build(5);

@@ -280,6 +280,91 @@ describe("preference tokens 'prompt-pool'", () => {
     await fsp.rm(dir, { recursive: true, force: true });
   });
 
+  /*
+   * Seating the keys by k-means, by hand: 2 prompts of 1 token in d = 2, keys k0 = [2, 0] and
+   * k1 = [0, 1] (mean length 1.5), seedKeysAfter 4.
+   *   call 1 (training) [1, 0], [0, 0]: one query kept (the zero one has no direction).
+   *   call 2 (training) [1, 0.2], [-1, 0]: three kept (picks 0, and 1: cos -1 with k0, 0 with k1).
+   *   call 3 (training) [-1, 0.2], [5, 5]: the fourth is [-1, 0.2]; the kept unit queries form two
+   *     clusters, {[1, 0], [1, 0.2]/sqrt(1.04)} and their mirror images in x; each centre is the
+   *     normalised sum, [+-1.980581, 0.196116] / 1.990267 = [+-0.995133, 0.098538]; the keys
+   *     become those times 1.5 = [+-1.492700, 0.147806]. Then [-1, 0.2] picks the key with x < 0, and
+   *     [5, 5] the one with x > 0 (cos 0.773 against -0.634).
+   */
+  const seatPool = (seed = 5) => {
+    const t = new PromptPoolTokens({ poolSize: 2, length: 1, keys: 'learnable', topK: 1, seedKeysAfter: 4, reseatAfter: 100, pullCoefficient: 0 }, seed);
+    t.build(2);
+    t.variables()[1].assign(tf.tensor2d([2, 0, 0, 1], [2, 2]));
+    return t;
+  };
+  const seatCalls = [
+    [
+      [1, 0],
+      [0, 0],
+    ],
+    [
+      [1, 0.2],
+      [-1, 0],
+    ],
+    [
+      [-1, 0.2],
+      [5, 5],
+    ],
+  ];
+  const seatedKeys = [1.5 * 0.9951333, 1.5 * 0.0985376];
+
+  it('seats the keys on a spherical k-means of the first seedKeysAfter training queries, never in evaluation', () => {
+    const t = seatPool();
+    expect(call(t, seatCalls[0], true)).toEqual([0, 0]);
+    expect(call(t, seatCalls[1], true)).toEqual([0, 1]);
+    // Evaluation neither keeps queries nor seats.
+    call(t, seatCalls[2], false);
+    call(t, seatCalls[2], false);
+    expect(Array.from(t.variables()[1].dataSync())).toEqual([2, 0, 0, 1]);
+    const picks = call(t, seatCalls[2], true);
+    const k = Array.from(t.variables()[1].dataSync());
+    const negative = k[0] < 0 ? 0 : 1;
+    expectClose([Math.abs(k[0]), k[1], Math.abs(k[2]), k[3]], [seatedKeys[0], seatedKeys[1], seatedKeys[0], seatedKeys[1]]);
+    expect(Math.sign(k[0])).toBe(-Math.sign(k[2]));
+    expect(picks).toEqual([negative, 1 - negative]);
+    // The usage counts start again at the seating (4 examples in).
+    expect(t.usage().seats.map((x) => x.since)).toEqual([4, 4]);
+    // Seated once: later training queries leave the keys alone.
+    call(t, [[0, 1], [0, -1]], true);
+    call(t, [[0, 1], [0, -1]], true);
+    expect(Array.from(t.variables()[1].dataSync())).toEqual(k);
+    t.dispose();
+  });
+
+  it('the queries kept for seating are saved with the pool, so a resumed run seats like an uninterrupted one', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'pool-seat-'));
+    const a = seatPool();
+    call(a, seatCalls[0], true);
+    call(a, seatCalls[1], true);
+    await a.save(dir);
+    const saved = JSON.parse(await fsp.readFile(path.join(dir, CONFIG_FILE), 'utf8')) as Record<string, unknown>;
+    expect(saved).toMatchObject({ seedKeysAfter: 4, keysSeeded: false });
+    // The resumed run: same seed (the k-means draws come from it), keys loaded from the file.
+    const b = seatPool(5);
+    b.variables()[1].assign(tf.tensor2d([9, 9, 9, 9], [2, 2]));
+    await b.load(dir);
+    expect(call(b, seatCalls[2], true)).toEqual(call(a, seatCalls[2], true));
+    expect(Array.from(b.variables()[1].dataSync())).toEqual(Array.from(a.variables()[1].dataSync()));
+    // Saved after seating: nothing kept, and a resumed run does not seat again.
+    await b.save(dir);
+    expect(JSON.parse(await fsp.readFile(path.join(dir, CONFIG_FILE), 'utf8'))).toMatchObject({ keysSeeded: true });
+    const c = seatPool(7);
+    await c.load(dir);
+    call(c, seatCalls[0], true);
+    call(c, seatCalls[1], true);
+    call(c, seatCalls[2], true);
+    expect(Array.from(c.variables()[1].dataSync())).toEqual(Array.from(b.variables()[1].dataSync()));
+    await fsp.writeFile(path.join(dir, CONFIG_FILE), JSON.stringify({ ...saved, keysSeeded: 'yes' }));
+    await expect(c.load(dir)).rejects.toThrow(`keysSeeded is not true or false`);
+    [a, b, c].forEach((x) => x.dispose());
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
   it('a pool saved with one query refuses to load under the other', async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'pool-query-'));
     const t = new PromptPoolTokens({ poolSize: 3, length: 2, query: 'preference-direction' }, 3);
@@ -328,6 +413,9 @@ describe("preference tokens 'prompt-pool'", () => {
     expect(() => new PromptPoolTokens({ reseatAfter: 8 }, 1)).toThrow("reseatAfter needs keys 'learnable'");
     expect(() => new PromptPoolTokens({ keys: 'learnable', reseatAfter: 1.5 }, 1)).toThrow('reseatAfter must be an integer >= 0, got 1.5');
     expect(() => new PromptPoolTokens({ keys: 'learnable', reseatAfter: 4, reseatBelow: 2 }, 1)).toThrow('reseatBelow must be in [0, 1], got 2');
+    expect(() => new PromptPoolTokens({ seedKeysAfter: 8 }, 1)).toThrow("seedKeysAfter needs keys 'learnable'");
+    expect(() => new PromptPoolTokens({ keys: 'learnable', seedKeysAfter: -1 }, 1)).toThrow('seedKeysAfter must be an integer >= 0, got -1');
+    expect(() => new PromptPoolTokens({ keys: 'learnable', poolSize: 4, seedKeysAfter: 3 }, 1)).toThrow('seedKeysAfter 3 queries cannot seat 4 keys');
     expect(() => new PromptPoolTokens({ poolSize: 2, topK: 3 }, 1)).toThrow("preference tokens 'prompt-pool': topK 3 is larger than the pool (2 prompts)");
     expect(() => new PromptPoolTokens({ pullCoefficient: -1 }, 1)).toThrow(/pullCoefficient must be a finite number >= 0, got -1/);
   });
