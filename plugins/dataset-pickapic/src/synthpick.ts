@@ -150,10 +150,10 @@ export const PRESETS = {
   /**
    * camps-xl's two camps, each split in two by a second taste, on style (camp factors): four groups
    * of people, each sharing a colour/texture camp with one other group and a style with another
-   * (mining's random purity baseline ~25%). The poles of each factor are 10 (colour/texture) and 5
-   * (style) apart on every seed, the root-mean-square distance of the free draw at scale 2.5 over
-   * 8 and 2 free values: left to the draw, seed 44's style split was 1.2 apart and its groups
-   * barely differed within a camp.
+   * (mining's random purity baseline ~25%). The poles of each factor are 10 (colour/texture) and 3
+   * (style) apart on every seed, as seed 42's free draw had them (9.8 and 2.9). Left to the draw,
+   * the style split ranged from 1.2 (seed 44: its groups barely differed within a camp) to 5.0
+   * (seed 43: a two-dimensional taste that the demo's LoRA reader learned 4 points less of).
    */
   'camps-split-xl': {
     ...BASE,
@@ -166,7 +166,7 @@ export const PRESETS = {
     promptGroups: ['shape', 'layout', 'background'],
     campFactors: [
       { groups: ['colour', 'texture'], scale: 2.5, distance: 10 },
-      { groups: ['style'], scale: 2.5, distance: 5 },
+      { groups: ['style'], scale: 2.5, distance: 3 },
     ],
   },
 } satisfies Record<string, SynthpickParams>;
