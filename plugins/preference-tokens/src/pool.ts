@@ -232,6 +232,11 @@ export class PromptPoolTokens implements PreferenceTokens {
     });
   }
 
+  /** Unit rows scaled to the pool's mean key length: where seating and re-seating put a key. */
+  private atMeanKeyLength(unitRows: tf.Tensor2D): tf.Tensor2D {
+    return tf.mul(unitRows, tf.mean(tf.norm(this.keyVar!, 'euclidean', 1))) as tf.Tensor2D;
+  }
+
   /**
    * Keeps this batch's non-zero unit queries until seedKeysAfter are in; then seats every key on
    * a spherical k-means centre of them at the pool's mean key length, and starts the usage counts
@@ -251,7 +256,7 @@ export class PromptPoolTokens implements PreferenceTokens {
     const keyVar = this.keyVar!;
     const flat = new Float32Array(poolSize * hidden);
     centres.forEach((c, j) => flat.set(c, j * hidden));
-    keyVar.assign(tf.mul(tf.tensor2d(flat, [poolSize, hidden]), tf.mean(tf.norm(keyVar, 'euclidean', 1))) as tf.Tensor2D);
+    keyVar.assign(this.atMeanKeyLength(tf.tensor2d(flat, [poolSize, hidden])));
     const sizes = centres.map((_, j) => assignment.filter((a) => a === j).length);
     this.logger?.info('prompt pool: keys seated by spherical k-means', { queries: this.seedQueries.length, clusterSizes: sizes });
     this.seedQueries = [];
@@ -301,7 +306,7 @@ export class PromptPoolTokens implements PreferenceTokens {
     });
     // The worst-served query's direction at the pool's mean key length.
     const keyVar = this.keyVar!;
-    const seatRow = tf.mul(tf.slice(unitQuery, [worst, 0], [1, -1]), tf.mean(tf.norm(keyVar, 'euclidean', 1)));
+    const seatRow = this.atMeanKeyLength(tf.slice(unitQuery, [worst, 0], [1, -1]));
     const isStarved = tf.tensor2d(Array.from({ length: poolSize }, (_, j) => [j === starved ? 1 : 0]), [poolSize, 1], 'bool');
     keyVar.assign(tf.where(isStarved, tf.broadcastTo(seatRow, keyVar.shape), keyVar) as tf.Tensor2D);
     this.seats.seats[starved] = { since: this.seats.examples, chosen: 0 };
