@@ -21,6 +21,7 @@ export function trainOptionsFrom(config: RunConfig, stage: 1 | 2, resume: boolea
     lr: t.lr,
     weightDecay: t.weight_decay,
     evalSteps: t.eval_steps,
+    evalOnStart: t.eval_on_start,
     saveSteps: t.save_steps,
     evalBatchSize: t.eval_bz,
     evalLimit: t.eval_limit,

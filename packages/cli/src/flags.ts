@@ -36,6 +36,7 @@ export const TRAIN_FLAGS: FlagSpec[] = [
   { name: 'train_bz', path: 'train.train_bz', type: 'int', description: 'Training batch size per step.' },
   { name: 'eval_bz', path: 'train.eval_bz', type: 'int', description: 'Evaluation batch size.' },
   { name: 'eval_steps', path: 'train.eval_steps', type: 'int', description: 'Validate every N updates.' },
+  { name: 'eval_on_start', path: 'train.eval_on_start', type: 'bool01', description: 'Validate before the first update too: 1 = yes, 0 = no.' },
   { name: 'save_steps', path: 'train.save_steps', type: 'int', description: 'Checkpoint every N updates.' },
   { name: 'grad_acc_step', path: 'train.grad_acc_step', type: 'int', description: 'Gradient accumulation steps.' },
   { name: 'epoch', path: 'train.epoch', type: 'int', description: 'Training epochs.' },

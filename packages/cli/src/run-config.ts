@@ -17,6 +17,8 @@ export interface TrainSection {
   lr: number;
   weight_decay: number;
   eval_steps: number;
+  /** Validate before the first update too (step 0 of a fresh run). */
+  eval_on_start: boolean;
   save_steps: number;
   eval_bz: number;
   /** Validation examples per evaluation during training (all when absent). */
@@ -67,6 +69,7 @@ export const TRAIN_SCHEMA: OptionsSchema = {
     lr: num('Peak learning rate (AdamW, linear decay, no warm-up).', 1e-5),
     weight_decay: num('AdamW decoupled weight decay.', 0.01),
     eval_steps: int('Validate every N updates (0 = only at the end).', 1),
+    eval_on_start: { type: 'boolean', default: false, description: "Validate before the first update too (a fresh run's step 0: the learning curve's starting point), as transformers' eval_on_start." },
     save_steps: int('Checkpoint every N updates (0 = only at the end).', 1000),
     eval_bz: int('Evaluation batch size.', 1, 1),
     eval_limit: int('Validation examples per evaluation (all when absent).', undefined, 1),

@@ -12,6 +12,12 @@ export interface ScoreOptions {
   limit?: number;
   /** Keep only the first k reference pairs of each example (accuracy vs. history length). */
   referencePairs?: number;
+  /**
+   * Scores this backbone already gave the same examples, read with `known.referencePairs` (undefined:
+   * all of them). An example that both counts leave with the same references is taken from there,
+   * not scored again (the accuracy-vs-references curve at the full history is the model's own row).
+   */
+  known?: { referencePairs?: number; scores: readonly PreferenceScore[] };
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -40,14 +46,24 @@ export async function scoreExamples(backbone: Backbone, examples: readonly Prefe
   }
 }
 
+/** Whether reading `ex` with the first `a` and the first `b` reference pairs (undefined: all) gives the same history. */
+function sameHistory(ex: PreferenceExample, a: number | undefined, b: number | undefined): boolean {
+  const n = ex.references.length;
+  return Math.min(n, a ?? n) === Math.min(n, b ?? n);
+}
+
 export async function scoreSplit(backbone: Backbone, split: PreferenceSplit, options: ScoreOptions): Promise<PreferenceScore[]> {
   const total = Math.min(split.size, options.limit ?? Infinity);
   const out: PreferenceScore[] = [];
   for (let start = 0; start < total; start += options.batchSize) {
     const idx = Array.from({ length: Math.min(options.batchSize, total - start) }, (_, i) => start + i);
     let batch = await Promise.all(idx.map((i) => split.get(i)));
+    const reused = idx.map((i, j) => (options.known && sameHistory(batch[j], options.referencePairs, options.known.referencePairs) ? options.known.scores[i] : undefined));
     if (options.referencePairs !== undefined) batch = batch.map((ex) => truncateReferences(ex, options.referencePairs!));
-    out.push(...(await scoreExamples(backbone, batch)));
+    const todo = batch.filter((_, j) => !reused[j]);
+    const fresh = todo.length ? await scoreExamples(backbone, todo) : [];
+    let f = 0;
+    out.push(...reused.map((r) => r ?? fresh[f++]));
     options.onProgress?.(out.length, total);
   }
   return out;

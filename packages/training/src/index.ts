@@ -14,3 +14,5 @@ export type { SuiteOptions, SuiteReport, SuiteModel, RowResult, RowGroup, SuiteC
 export { writeReport, markdownTable, plotSvg, groupedRows } from './report';
 export { TensorBoardWriter, TensorBoardMetrics, metricsScalars, readEventFile, decodeEventRecords, encodeEvent, frameRecord, maskedCrc32c, FILE_VERSION } from './tensorboard';
 export type { TensorBoardEvent, TensorBoardWriterOptions, SessionStatus } from './tensorboard';
+export { learningCurve } from './learning-curve';
+export type { LearningCurve, CurveWindow, CurvePoint } from './learning-curve';

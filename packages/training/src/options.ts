@@ -11,6 +11,8 @@ export interface TrainOptions {
   weightDecay: number;
   /** Validate every N optimizer updates (0 = only at the end). */
   evalSteps: number;
+  /** Also validate before the first update (a fresh run's step 0), as transformers' eval_on_start. */
+  evalOnStart?: boolean;
   /** Checkpoint every N optimizer updates (0 = only at the end). */
   saveSteps: number;
   evalBatchSize: number;

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, type Backbone, type Logger, type PreferenceDataset, type PreferenceExample, type PreferenceScore, type PreferenceSplit, type PreferenceTokens, type SplitName, type ZeroShotScorer } from '@userpref/core';
-import { scoreSplit, truncateReferences } from './evaluate';
+import { scoreSplit, truncateReferences, type ScoreOptions } from './evaluate';
 import { pairedAccuracy, pairwiseAccuracy, perUserAccuracy, rocAuc, type PairedSummary, type TiePolicy } from './metrics';
 
 /**
@@ -123,7 +123,7 @@ export async function runSuite(c: SuiteComponents, o: SuiteOptions): Promise<Sui
     const backbone = await attachModel(c, m, loadedBy);
     if (m.adapter) loadedBy = m.label;
     await table.scoreModelRow(m, backbone);
-    if (i === curveIndex && o.refCounts.length) curve = await referenceCurve(backbone, split, total, o, c.logger);
+    if (i === curveIndex && o.refCounts.length) curve = await referenceCurve(backbone, split, total, o, c.logger, { referencePairs: m.referencePairs, scores: table.scored.get(m.label)! });
   }
   c.backbone?.setPrefixProvider(null);
   for (const s of scorers.values()) await s.dispose?.();
@@ -245,10 +245,11 @@ async function attachModel(c: SuiteComponents, m: SuiteModel, loadedBy: string |
 }
 
 /** Accuracy against the number of reference pairs each comparison reads (SPEC §7). */
-async function referenceCurve(backbone: Backbone, split: PreferenceSplit, total: number, o: SuiteOptions, logger: Logger): Promise<SuiteReport['curve']> {
+async function referenceCurve(backbone: Backbone, split: PreferenceSplit, total: number, o: SuiteOptions, logger: Logger, known: ScoreOptions['known']): Promise<SuiteReport['curve']> {
   const curve: SuiteReport['curve'] = [];
   for (const k of o.refCounts) {
-    const s = await scoreSplit(backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: k });
+    // The model's own row already scored each comparison with its whole history: reused where k reads the same.
+    const s = await scoreSplit(backbone, split, { batchSize: o.batchSize, limit: total, referencePairs: k, known });
     const a = pairwiseAccuracy(s, o.tiePolicy, { samples: o.bootstrapSamples, seed: o.seed });
     curve.push({ referencePairs: k, accuracy: a.accuracy, ci95: a.ci95 });
     logger.info(`accuracy with ${k} reference pairs`, { accuracy: a.accuracy });

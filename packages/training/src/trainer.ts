@@ -64,6 +64,8 @@ export class Trainer {
     let lastCheckpoint = '';
     let validation: ValidationResult | undefined;
     try {
+      // The untrained model's validation accuracy: the learning curve's first point (a resumed run has it already).
+      if (this.o.evalOnStart && state.step === 0) await this.validate(state, log);
       while (state.step < totalSteps) {
         lastLoss = (await this.trainUpdate(update, state, log)).loss;
         const last = state.step === totalSteps;

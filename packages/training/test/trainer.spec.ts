@@ -39,6 +39,21 @@ describe('Trainer', () => {
     expect(await latestCheckpoint(result.runDir)).toBe(result.finalCheckpoint);
   });
 
+  it('validates the untrained model first with evalOnStart, then every evalSteps, and a resumed run does not repeat step 0', async () => {
+    const backbone = new ToyBackbone();
+    const dataset = toyDataset();
+    // The untrained model's validation accuracy, measured here independently of the trainer.
+    const untrained = pairwiseAccuracy(await scoreSplit(backbone, dataset.split('validation'), { batchSize: 8 }), { kind: 'drop' }).accuracy;
+    const crash = new Error('simulated crash');
+    const c = () => ({ backbone, dataset, losses: [{ loss: ceLoss, weight: 1 }], logger: memoryLogger() });
+    await expect(new Trainer(c(), opts({ evalOnStart: true, evalSteps: 4, maxSteps: 10, onStep: (s) => { if (s.step === 6) throw crash; } })).run()).rejects.toBe(crash);
+    await new Trainer(c(), opts({ evalOnStart: true, evalSteps: 4, maxSteps: 10, resume: true })).run();
+    const lines = (await fs.readFile(path.join(tmp, 'run', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const val = lines.filter((l) => l.split === 'validation');
+    expect(val.map((l) => l.step)).toEqual([0, 4, 8, 10]);
+    expect(val[0].accuracy).toBeCloseTo(untrained, 12);
+  });
+
   it('resumes after an interruption to exactly the weights of an uninterrupted run', async () => {
     const dataset = toyDataset();
     const full = new ToyBackbone();
