@@ -15,6 +15,9 @@
  *  5. similar-user mining on the stage-2 model (apps/mine: the target image's attention to the
  *     preference tokens after each test user's history), its purity against the hidden taste groups
  *     printed beside its exact random baseline.
+ * It ends with stage 1's learning curve (its metrics.jsonl: training loss and accuracy per window of
+ * updates, validation accuracy before the first update and every eval_steps), stage 2 against
+ * stage 1 and the mining purity.
  *
  * `--seed N` runs the same on another draw of the world (its own data and run directories).
  * Each step is skipped when its output already exists, so a second `npm start` only re-evaluates.
@@ -200,7 +203,8 @@ runMain(async () => {
   const stage1 = await latestAdapter('stage1');
   if (!existsSync(path.join(runs, 'stage2'))) {
     step('6/8 stage 2: preference tokens on the stage-1 adapter');
-    runApp('train2', ['--exp_name', 'stage2', '--max_steps', String(STAGE2_UPDATES), '--lora_path', path.join(stage1, 'adapter'), ...stage2Args]);
+    // Validated once, at its end: the learning curve's validations are stage 1's.
+    runApp('train2', ['--exp_name', 'stage2', '--max_steps', String(STAGE2_UPDATES), '--lora_path', path.join(stage1, 'adapter'), '--eval_steps', '0', '--eval_on_start', '0', ...stage2Args]);
   }
   const stage2 = await latestAdapter('stage2');
   const norefs = await latestAdapter('stage1-norefs');
@@ -224,6 +228,7 @@ runMain(async () => {
   step('8/8 evaluation on the test split');
   runApp('eval', ['--exp_name', 'eval', '--set', `eval.models=${JSON.stringify(models)}`, '--set', `eval.paired=${JSON.stringify(paired)}`]);
   await mined;
-  process.stderr.write(`\n${await demoSummary(path.join(runs, 'eval', 'results.json'), path.join(runs, 'mine', 'neighbours.json'))}`);
+  const summary = await demoSummary({ stage1Metrics: path.join(runs, 'stage1', 'metrics.jsonl'), results: path.join(runs, 'eval', 'results.json'), neighbours: path.join(runs, 'mine', 'neighbours.json') });
+  process.stderr.write(`\n${summary}`);
   process.stderr.write(`\ndemo finished in ${((Date.now() - started) / 60000).toFixed(1)} min; results in ${path.join(runs, 'eval')} (results.md, results.json, results.png)\n`);
 });

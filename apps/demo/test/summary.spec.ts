@@ -1,8 +1,8 @@
-/** The demo's closing lines: stage 2 against stage 1 (paired) and mining purity against its random baseline. */
+/** The demo's closing lines: stage 1's learning curve, stage 2 against stage 1 (paired) and mining purity against its random baseline. */
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { STAGE1_LABEL, STAGE2_LABEL, demoSummary, summaryLines } from '../src/summary';
+import { STAGE1_LABEL, STAGE2_LABEL, curveLines, curveWindow, demoSummary, summaryLines } from '../src/summary';
 
 const paired = [
   { a: STAGE1_LABEL, b: 'base (no LoRA)', n: 640, difference: 0.135, ci95: [0.098, 0.173] as [number, number], aBetter: 92, bBetter: 20, pValue: 3.2e-12 },
@@ -23,13 +23,44 @@ describe('demo summary', () => {
     expect(lines[2]).toMatch(/no purity/);
   });
 
-  it('reads the evaluation and mining files', async () => {
+  it('prints the learning curve: a row per window of updates, validation where the window ends, the untrained start on its own row', () => {
+    const curve = {
+      stage: 1,
+      windows: [
+        { fromStep: 1, toStep: 25, updates: 25, loss: 1.8, accuracy: 0.56, terms: { 'loss/base': 0.7, 'loss/contrastive': 1.1 } },
+        { fromStep: 26, toStep: 50, updates: 25, loss: 1.5, accuracy: 0.7, terms: { 'loss/base': 0.6, 'loss/contrastive': 0.9 } },
+      ],
+      validation: [
+        { step: 0, accuracy: 0.625, ci95: [0.5, 0.75] as [number, number], n: 64 },
+        { step: 50, accuracy: 0.78125, ci95: [0.6875, 0.875] as [number, number], n: 64 },
+      ],
+      skipped: 1,
+    };
+    const lines = curveLines(curve, 'Curve', 25);
+    expect(lines[0]).toMatch(/^Curve \(training figures: means over 25 updates/);
+    expect(lines.slice(1).map((l) => l.split(/ {3,}/))).toEqual([
+      ['  updates', 'loss (base + contrastive)', 'training accuracy', 'validation accuracy (95% CI, n)'],
+      ['  0 (untrained)', '62.5% (50.0-75.0, n 64)'],
+      ['  1-25', '1.800 (0.700 + 1.100)', '56.0%'],
+      ['  26-50', '1.500 (0.600 + 0.900)', '70.0%', '78.1% (68.8-87.5, n 64)'],
+      ['  (1 line(s) of the metrics file did not parse and were skipped)'],
+    ]);
+    expect(curveLines({ windows: [], validation: [], skipped: 0 }, 'Curve', 25)).toEqual(['Curve: no training updates recorded']);
+  });
+
+  it('keeps a long run to at most 6 rows of whole 25s of updates', () => {
+    expect([1, 20, 150, 151, 300, 600, 601].map(curveWindow)).toEqual([25, 25, 25, 50, 50, 100, 125]);
+  });
+
+  it('reads the metrics, evaluation and mining files', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'demo-summary-'));
     try {
       await fs.writeFile(path.join(dir, 'results.json'), JSON.stringify({ paired }));
       await fs.writeFile(path.join(dir, 'neighbours.json'), JSON.stringify({ purity }));
-      const text = await demoSummary(path.join(dir, 'results.json'), path.join(dir, 'neighbours.json'));
-      expect(text.split('\n')).toHaveLength(4);
+      const updates = Array.from({ length: 50 }, (_, i) => JSON.stringify({ stage: 1, step: i + 1, loss: i < 25 ? 2 : 1, accuracy: i < 25 ? 0.5 : 1 }));
+      await fs.writeFile(path.join(dir, 'metrics.jsonl'), updates.join('\n') + '\n');
+      const text = await demoSummary({ stage1Metrics: path.join(dir, 'metrics.jsonl'), results: path.join(dir, 'results.json'), neighbours: path.join(dir, 'neighbours.json') });
+      expect(text).toMatch(/\n  1-25 +2\.000 +50\.0%\n  26-50 +1\.000 +100\.0%\n/);
       expect(text).toContain('1.31x');
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
