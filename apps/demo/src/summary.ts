@@ -37,7 +37,8 @@ export function curveLines(curve: LearningCurve, title: string, window: number):
   const atStep = new Map(curve.validation.map((v) => [v.step, v]));
   const val = (step: number) => {
     const v = atStep.get(step);
-    return v ? `${pct(v.accuracy)}% (${pct(v.ci95[0])}-${pct(v.ci95[1])}, n ${v.n})` : '';
+    if (!v) return '';
+    return Number.isFinite(v.ci95[0]) ? `${pct(v.accuracy)}% (${pct(v.ci95[0])}-${pct(v.ci95[1])}, n ${v.n})` : `${pct(v.accuracy)}% (n ${v.n})`;
   };
   const termNames = Object.keys(curve.windows[0].terms);
   const lossHead = termNames.length ? `loss (${termNames.map((t) => t.replace(/^loss\//, '')).join(' + ')})` : 'loss';

@@ -45,6 +45,9 @@ describe('demo summary', () => {
       ['  26-50', '1.500 (0.600 + 0.900)', '70.0%', '78.1% (68.8-87.5, n 64)'],
       ['  (1 line(s) of the metrics file did not parse and were skipped)'],
     ]);
+    // A validation line without its interval (written by another tool) still prints its accuracy.
+    const bare = curveLines({ ...curve, validation: [{ step: 50, accuracy: 0.5, ci95: [NaN, NaN], n: 8 }], skipped: 0 }, 'Curve', 25);
+    expect(bare[bare.length - 1]).toMatch(/70\.0% +50\.0% \(n 8\)$/);
     expect(curveLines({ windows: [], validation: [], skipped: 0 }, 'Curve', 25)).toEqual(['Curve: no training updates recorded']);
   });
 

@@ -5,6 +5,7 @@
  * after its checkpoint; the line written last for a step wins, as it is the one the weights went
  * through. A line that does not parse (a run killed mid-write) is counted and skipped, never fatal.
  */
+
 /** The training updates `fromStep..toStep` (inclusive), averaged with equal weight per update. */
 export interface CurveWindow {
   fromStep: number;
@@ -75,7 +76,8 @@ export function learningCurve(text: string, every: number): LearningCurve {
   const byWindow = new Map<number, UpdateRecord[]>();
   for (const u of updates.values()) {
     const w = Math.floor((u.step - 1) / every);
-    byWindow.set(w, [...(byWindow.get(w) ?? []), u]);
+    if (!byWindow.has(w)) byWindow.set(w, []);
+    byWindow.get(w)!.push(u);
   }
   const windows = [...byWindow.entries()]
     .sort(([a], [b]) => a - b)
