@@ -48,6 +48,10 @@ export interface TextConfig {
   readonly bosTokenId: number | null;
   /** std of the random initialisation (transformers' initializer_range; 0.02 when absent). */
   readonly initializerRange: number;
+  /** Llama's attention_bias: q/k/v/o projections carry a bias (Mistral: never). */
+  readonly attentionBias: boolean;
+  /** Llama's mlp_bias: gate/up/down projections carry a bias (Mistral: never). */
+  readonly mlpBias: boolean;
 }
 
 /** RoPE types computed here; every other rope_type (linear, dynamic, yarn, longrope, ...) is refused naming the key. */
@@ -149,12 +153,6 @@ export class ConfigReader {
   initializerRange(json: Json, prefix: string): number {
     return json.initializer_range === undefined ? 0.02 : this.num(json, prefix, 'initializer_range', {});
   }
-
-  /** A flag this implementation computes only when false (`what` names the feature). */
-  falseOnly(json: Json, prefix: string, key: string, defaults: Json, what: string): void {
-    const v = this.raw(json, prefix, key, defaults);
-    if (v !== false) this.fail(`${prefix}${key}`, `is ${JSON.stringify(v)}; ${what} is not implemented`);
-  }
 }
 
 /** vision_config (SigLIP) of either family; `defaults` are its transformers vision config class's. */
@@ -193,8 +191,8 @@ export interface TextFamily {
   readonly kvHeadsDefaultsToHeads?: boolean;
   /** Whether the family has a sliding window (Mistral) or none (Llama: always null). */
   readonly slidingWindow: boolean;
-  /** Checks after the head sizes (e.g. Llama's attention_bias / mlp_bias must be false). */
-  readonly check?: (r: ConfigReader, t: Json, tp: string) => void;
+  /** Whether config.json may give the projections biases (Llama's attention_bias and mlp_bias; Mistral has none). */
+  readonly biases?: boolean;
   /** Scaled RoPE types this family computes besides 'default' (none when absent). */
   readonly ropeTypes?: readonly RopeType[];
   /** Appended to the refusal of a RoPE type the family does not compute. */
@@ -215,7 +213,6 @@ export function parseTextConfig(r: ConfigReader, t: Json, family: TextFamily, tp
     headDim = tHidden / tHeads;
   }
   if (headDim % 2 !== 0) r.fail(`${tp}head_dim`, `${headDim} must be even for rotary embeddings`);
-  family.check?.(r, t, tp);
   const maxPositionEmbeddings = r.int(t, tp, 'max_position_embeddings', d);
   const rope = ropeConfig(r, t, tp, { types: family.ropeTypes ?? [], note: family.ropeNote ?? '', maxPositionEmbeddings });
   return {
@@ -235,6 +232,8 @@ export function parseTextConfig(r: ConfigReader, t: Json, family: TextFamily, tp
     padTokenId: r.intOrNull(t, tp, 'pad_token_id', d),
     bosTokenId: r.intOrNull(t, tp, 'bos_token_id', d),
     initializerRange: r.initializerRange(t, tp),
+    attentionBias: family.biases ? r.bool(t, tp, 'attention_bias', d) : false,
+    mlpBias: family.biases ? r.bool(t, tp, 'mlp_bias', d) : false,
   };
 }
 

@@ -46,9 +46,9 @@ export class SpecListBuilder {
     return this.tensor(`${prefix}.weight`, [dim], { kind: 'ones' });
   }
 
-  /** gate_proj, up_proj (inp -> inter) and down_proj (inter -> out), no biases. */
-  swiglu(prefix: string, inp: number, inter: number, out: number, std: number): this {
-    return this.linear(`${prefix}.gate_proj`, inter, inp, std, false).linear(`${prefix}.up_proj`, inter, inp, std, false).linear(`${prefix}.down_proj`, out, inter, std, false);
+  /** gate_proj, up_proj (inp -> inter) and down_proj (inter -> out), with biases when `bias`. */
+  swiglu(prefix: string, inp: number, inter: number, out: number, std: number, bias = false): this {
+    return this.linear(`${prefix}.gate_proj`, inter, inp, std, bias).linear(`${prefix}.up_proj`, inter, inp, std, bias).linear(`${prefix}.down_proj`, out, inter, std, bias);
   }
 }
 
@@ -83,11 +83,11 @@ export function decoderSpecs(t: TextConfig, tied: boolean, prefix = 'model.text_
   b.tensor(`${prefix}.embed_tokens.weight`, [t.vocabSize, td], { kind: 'embedding', std, paddingRow: t.padTokenId });
   for (let l = 0; l < t.numLayers; l++) {
     const lp = `${prefix}.layers.${l}`;
-    b.linear(`${lp}.self_attn.q_proj`, t.numHeads * t.headDim, td, std, false);
-    b.linear(`${lp}.self_attn.k_proj`, t.numKvHeads * t.headDim, td, std, false);
-    b.linear(`${lp}.self_attn.v_proj`, t.numKvHeads * t.headDim, td, std, false);
-    b.linear(`${lp}.self_attn.o_proj`, td, t.numHeads * t.headDim, std, false);
-    b.swiglu(`${lp}.mlp`, td, t.intermediateSize, td, std);
+    b.linear(`${lp}.self_attn.q_proj`, t.numHeads * t.headDim, td, std, t.attentionBias);
+    b.linear(`${lp}.self_attn.k_proj`, t.numKvHeads * t.headDim, td, std, t.attentionBias);
+    b.linear(`${lp}.self_attn.v_proj`, t.numKvHeads * t.headDim, td, std, t.attentionBias);
+    b.linear(`${lp}.self_attn.o_proj`, td, t.numHeads * t.headDim, std, t.attentionBias);
+    b.swiglu(`${lp}.mlp`, td, t.intermediateSize, td, std, t.mlpBias);
     b.rmsNorm(`${lp}.input_layernorm`, td);
     b.rmsNorm(`${lp}.post_attention_layernorm`, td);
   }

@@ -304,11 +304,11 @@ export async function readDecoder(src: WeightSource, t: TextConfig, tied: boolea
     const lp = `${tp}.layers.${l}`;
     layers.push({
       inputNorm: await src.norm(`${lp}.input_layernorm`, td, false),
-      qkv: await src.linear([`${lp}.self_attn.q_proj`, `${lp}.self_attn.k_proj`, `${lp}.self_attn.v_proj`], [qd, kvd, kvd], td, false),
-      o: await src.linear([`${lp}.self_attn.o_proj`], [td], qd, false),
+      qkv: await src.linear([`${lp}.self_attn.q_proj`, `${lp}.self_attn.k_proj`, `${lp}.self_attn.v_proj`], [qd, kvd, kvd], td, t.attentionBias),
+      o: await src.linear([`${lp}.self_attn.o_proj`], [td], qd, t.attentionBias),
       postNorm: await src.norm(`${lp}.post_attention_layernorm`, td, false),
-      gateUp: await src.linear([`${lp}.mlp.gate_proj`, `${lp}.mlp.up_proj`], [t.intermediateSize, t.intermediateSize], td, false),
-      down: await src.linear([`${lp}.mlp.down_proj`], [td], t.intermediateSize, false),
+      gateUp: await src.linear([`${lp}.mlp.gate_proj`, `${lp}.mlp.up_proj`], [t.intermediateSize, t.intermediateSize], td, t.mlpBias),
+      down: await src.linear([`${lp}.mlp.down_proj`], [td], t.intermediateSize, t.mlpBias),
     });
   }
   const norm = await src.norm(`${tp}.norm`, td, false);

@@ -52,12 +52,22 @@ describe('parseIdefics3Config', () => {
     expect(() => parseIdefics3Config(json, 'cfg.json')).toThrow(/cfg.json: 'text_config.rope_scaling.rope_type' is "yarn"/);
   });
 
+  it("reads Llama's attention_bias and mlp_bias (transformers' default: false)", async () => {
+    const json = await fixtureConfig();
+    delete json.text_config.attention_bias;
+    delete json.text_config.mlp_bias;
+    expect(parseIdefics3Config(json).text).toEqual(expect.objectContaining({ attentionBias: false, mlpBias: false }));
+    json.text_config.attention_bias = true;
+    json.text_config.mlp_bias = true;
+    expect(parseIdefics3Config(json).text).toEqual(expect.objectContaining({ attentionBias: true, mlpBias: true }));
+  });
+
   it('refuses other architectures and sizes that cannot be computed', async () => {
     const other = { ...(await fixtureConfig()), model_type: 'idefics2' };
     expect(() => parseIdefics3Config(other)).toThrow(/'model_type' is "idefics2"/);
     const bias = await fixtureConfig();
-    bias.text_config.attention_bias = true;
-    expect(() => parseIdefics3Config(bias)).toThrow(/attention_bias/);
+    bias.text_config.attention_bias = 'yes';
+    expect(() => parseIdefics3Config(bias)).toThrow(/'text_config.attention_bias'/);
     const shuffle = await fixtureConfig();
     shuffle.scale_factor = 3;
     expect(() => parseIdefics3Config(shuffle)).toThrow(/scale_factor' 3 does not divide the 16 patches per side/);

@@ -4,7 +4,9 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
+import * as tf from '@tensorflow/tfjs-core';
 import type { PreferenceImage, RgbImage } from '@userpref/core';
+import type { ProcessedImage } from '../src/processor/image';
 import type * as Transformers from '@huggingface/transformers' with { 'resolution-mode': 'import' };
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -51,4 +53,17 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     den = Math.max(den, Math.abs(b[i]));
   }
   return num / den;
+}
+
+/** The tiles of processed images, in order, as one pixel_values batch [tiles, 3, M, M]. */
+export function tileBatch(ims: readonly ProcessedImage[]): tf.Tensor4D {
+  const n = ims.reduce((s, p) => s + p.tiles, 0);
+  const M = ims[0].size;
+  const data = new Float32Array(n * 3 * M * M);
+  let off = 0;
+  for (const p of ims) {
+    data.set(p.pixelValues, off);
+    off += p.pixelValues.length;
+  }
+  return tf.tensor4d(data, [n, 3, M, M]);
 }

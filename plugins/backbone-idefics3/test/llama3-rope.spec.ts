@@ -15,7 +15,7 @@ import { padRows } from '@userpref/mllm';
 import { Idefics3Model } from '../src/model/idefics3';
 import { Idefics3Processor } from '../src/processor/processor';
 import { processIdefics3Image, type ProcessedImage } from '../src/processor/image';
-import { checkpointDir, FIXTURES, readImage, relErr } from './fixtures';
+import { checkpointDir, FIXTURES, readImage, relErr, tileBatch } from './fixtures';
 
 const TOL = 1e-5;
 const NAME = 'idefics3-llama3rope-tiny';
@@ -50,18 +50,7 @@ describe('llama3 RoPE scaling vs transformers', () => {
     if (dir) await fs.rm(dir, { recursive: true, force: true });
   });
 
-  const tiles = (images: number[]): tf.Tensor4D => {
-    const ims = images.map((i) => processed.get(i)!);
-    const n = ims.reduce((s, p) => s + p.tiles, 0);
-    const M = ims[0].size;
-    const data = new Float32Array(n * 3 * M * M);
-    let off = 0;
-    for (const p of ims) {
-      data.set(p.pixelValues, off);
-      off += p.pixelValues.length;
-    }
-    return tf.tensor4d(data, [n, 3, M, M]);
-  };
+  const tiles = (images: number[]): tf.Tensor4D => tileBatch(images.map((i) => processed.get(i)!));
 
   it('parses the llama3 rope_parameters transformers saved', () => {
     const g = golden.rope_parameters;

@@ -10,7 +10,7 @@ import type { ReferencePair } from '@userpref/core';
 import { Idefics3Model } from '../src/model/idefics3';
 import { Idefics3Processor, type TileLayout } from '../src/processor/processor';
 import { processIdefics3Image, type ProcessedImage } from '../src/processor/image';
-import { ARCHS, checkpointDir, fixtureImage, readGolden, readImage, relErr, type Golden } from './fixtures';
+import { ARCHS, checkpointDir, fixtureImage, readGolden, readImage, relErr, type Golden, tileBatch } from './fixtures';
 import { padRows } from '@userpref/mllm';
 
 const TOL = 1e-5;
@@ -43,18 +43,7 @@ describe.each(ARCHS)('%s vs transformers', (arch) => {
   afterAll(() => model?.dispose());
 
   const layouts = (images: number[]): TileLayout[] => images.map((i) => processed.get(i)!);
-  const tiles = (images: number[]): tf.Tensor4D => {
-    const ims = images.map((i) => processed.get(i)!);
-    const n = ims.reduce((s, p) => s + p.tiles, 0);
-    const M = ims[0].size;
-    const data = new Float32Array(n * 3 * M * M);
-    let off = 0;
-    for (const p of ims) {
-      data.set(p.pixelValues, off);
-      off += p.pixelValues.length;
-    }
-    return tf.tensor4d(data, [n, 3, M, M]);
-  };
+  const tiles = (images: number[]): tf.Tensor4D => tileBatch(images.map((i) => processed.get(i)!));
 
   it('reads every size from config.json and uses every tensor of the checkpoint', () => {
     expect(model.loadReport.unused).toEqual([]);

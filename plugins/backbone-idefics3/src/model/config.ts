@@ -61,17 +61,14 @@ const LLAMA_DEFAULTS: Json = {
   mlp_bias: false,
 };
 
-/** The Llama text model in config.json: no sliding window, no biases, default or "llama3" RoPE. */
+/** The Llama text model in config.json: no sliding window, projection biases as attention_bias / mlp_bias say, default or "llama3" RoPE. */
 const LLAMA: TextFamily = {
   modelType: 'llama',
   name: 'Llama',
   defaults: LLAMA_DEFAULTS,
   kvHeadsDefaultsToHeads: true,
   slidingWindow: false,
-  check: (r, t, tp) => {
-    r.falseOnly(t, tp, 'attention_bias', LLAMA_DEFAULTS, 'a bias on the attention projections');
-    r.falseOnly(t, tp, 'mlp_bias', LLAMA_DEFAULTS, 'a bias on the MLP projections');
-  },
+  biases: true,
   ropeTypes: ['llama3'],
 };
 
