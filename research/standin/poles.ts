@@ -7,10 +7,15 @@
  *
  *   node tools/scripts/run-ts.js research/standin/poles.ts
  */
-import { simulateSynthpick, synthpickParams } from '@userpref/dataset-pickapic';
-const GROUP_SIZES = [4, 6, 4, 4, 3, 3];
-const OFF = GROUP_SIZES.map((_, i) => GROUP_SIZES.slice(0, i).reduce((a, b) => a + b, 0));
-const ORDER = ['shape', 'colour', 'texture', 'layout', 'background', 'style'];
+import { SYNTHPICK_ATTRIBUTES, simulateSynthpick, synthpickParams } from '@userpref/dataset-pickapic';
+import { clusterPurity, nearestNeighbours, similarityMatrix } from '@userpref/mining';
+
+type Group = keyof typeof SYNTHPICK_ATTRIBUTES;
+const GROUPS = Object.keys(SYNTHPICK_ATTRIBUTES) as Group[];
+/** Each attribute group's first index in synthpick's one-hot feature vector (its order of groups). */
+const OFF = Object.fromEntries(GROUPS.map((g, i) => [g, GROUPS.slice(0, i).reduce((a, h) => a + SYNTHPICK_ATTRIBUTES[h].length, 0)])) as Record<Group, number>;
+const end = (g: Group) => OFF[g] + SYNTHPICK_ATTRIBUTES[g].length;
+
 function proxy(params: any, seed: number) {
   const sim = simulateSynthpick(params, seed) as any;
   const users = sim.users as Array<{ cluster: number; taste: Float64Array }>;
@@ -24,17 +29,13 @@ function proxy(params: any, seed: number) {
     const d = dirs[cmp.user];
     if (d.n >= 8) continue;
     const [w, l] = cmp.label0 === 1 ? [cmp.image0, cmp.image1] : [cmp.image1, cmp.image0];
-    ORDER.forEach((g, gi) => { d.v[OFF[gi] + w.attrs[g]] += 1; d.v[OFF[gi] + l.attrs[g]] -= 1; });
+    for (const g of GROUPS) { d.v[OFF[g] + w.attrs[g]] += 1; d.v[OFF[g] + l.attrs[g]] -= 1; }
     d.n++;
   }
-  const U = dirs.map((d) => { const n = Math.hypot(...d.v) || 1; return d.v.map((x) => x / n); });
-  let tot = 0;
-  for (let i = 0; i < U.length; i++) {
-    const s = U.map((u, j) => (j === i ? -Infinity : u.reduce((a, x, t) => a + x * U[i][t], 0)));
-    const nn = [...s.keys()].sort((a, b) => s[b] - s[a]).slice(0, 5);
-    tot += nn.filter((j) => users[j].cluster === users[i].cluster).length / 5;
-  }
-  return { camp: nrm(c[0], c[1], 4, 14), style: nrm(c[0], c[2], 21, 24), purity: tot / U.length, bayes: sim.summary?.bayesOptimalAccuracy };
+  // Cosine 5 nearest users and their purity, as mining computes them.
+  const purity = clusterPurity(nearestNeighbours(similarityMatrix(dirs.map((d) => d.v)), 5), users.map((u) => u.cluster)).purity;
+  // Camp poles over colour and texture (clusters 0 and 1 differ there), style poles (clusters 0 and 2).
+  return { camp: nrm(c[0], c[1], OFF.colour, end('texture')), style: nrm(c[0], c[2], OFF.style, end('style')), purity, bayes: sim.summary?.bayesOptimalAccuracy };
 }
 const base = synthpickParams('camps-split-xl') as any;
 const at = (camp: number, style: number) => ({ ...base, campFactors: [{ ...base.campFactors[0], distance: camp }, { ...base.campFactors[1], distance: style }] });

@@ -74,9 +74,8 @@ export function summaryLines(results: { paired?: PairedRow[] }, mined: { purity:
 }
 
 export async function demoSummary(files: { stage1Metrics: string; results: string; neighbours: string }): Promise<string> {
-  const metrics = await fs.readFile(files.stage1Metrics, 'utf8');
-  const window = curveWindow(learningCurve(metrics, 1).windows.at(-1)?.toStep ?? 0);
-  const curve = learningCurve(metrics, window);
+  let window = 0;
+  const curve = learningCurve(await fs.readFile(files.stage1Metrics, 'utf8'), (lastStep) => (window = curveWindow(lastStep)));
   const results = JSON.parse(await fs.readFile(files.results, 'utf8')) as { paired?: PairedRow[] };
   const mined = JSON.parse(await fs.readFile(files.neighbours, 'utf8')) as { purity: MinedPurity | null };
   return [...curveLines(curve, "Stage 1's learning curve", window), '', ...summaryLines(results, mined)].join('\n') + '\n';

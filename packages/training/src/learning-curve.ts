@@ -43,9 +43,18 @@ interface UpdateRecord {
 
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
-/** The curve of metrics.jsonl's text, in windows of `every` updates (1..every, every+1..2every, ...). */
-export function learningCurve(text: string, every: number): LearningCurve {
+function checkWindow(every: number): number {
   if (!Number.isInteger(every) || every < 1) throw new Error(`the learning curve's window must be a positive number of updates, got ${every}`);
+  return every;
+}
+
+/**
+ * The curve of metrics.jsonl's text, in windows of `every` updates (1..every, every+1..2every, ...);
+ * `every` may be chosen from the run's last update (a function of it), so a caller sizing windows
+ * to the run parses the file once.
+ */
+export function learningCurve(text: string, every: number | ((lastStep: number) => number)): LearningCurve {
+  if (typeof every === 'number') checkWindow(every);
   const updates = new Map<number, UpdateRecord>();
   const validation = new Map<number, CurvePoint>();
   let stage: number | undefined;
@@ -73,9 +82,10 @@ export function learningCurve(text: string, every: number): LearningCurve {
       skipped++;
     }
   }
+  const window = typeof every === 'number' ? every : checkWindow(every(Math.max(0, ...updates.keys())));
   const byWindow = new Map<number, UpdateRecord[]>();
   for (const u of updates.values()) {
-    const w = Math.floor((u.step - 1) / every);
+    const w = Math.floor((u.step - 1) / window);
     if (!byWindow.has(w)) byWindow.set(w, []);
     byWindow.get(w)!.push(u);
   }
@@ -86,7 +96,7 @@ export function learningCurve(text: string, every: number): LearningCurve {
       const termNames = [...new Set(rs.flatMap((r) => Object.keys(r).filter((k) => k.startsWith('loss/'))))].sort();
       // A term averages over the updates that logged it.
       const terms = Object.fromEntries(termNames.map((k) => [k, mean(rs.map((r) => r[k]).filter(isNum))]));
-      return { fromStep: w * every + 1, toStep: Math.max(...rs.map((r) => r.step)), updates: rs.length, loss: mean(rs.map((r) => r.loss)), accuracy: mean(rs.map((r) => r.accuracy)), terms };
+      return { fromStep: w * window + 1, toStep: Math.max(...rs.map((r) => r.step)), updates: rs.length, loss: mean(rs.map((r) => r.loss)), accuracy: mean(rs.map((r) => r.accuracy)), terms };
     });
   return { ...(stage !== undefined && { stage }), windows, validation: [...validation.values()].sort((a, b) => a.step - b.step), skipped };
 }

@@ -45,6 +45,15 @@ describe('learningCurve', () => {
     expect(learningCurve(text, 2).windows[0].terms).toEqual({ 'loss/pull': 0.5 });
   });
 
+  it('sizes the window from the last update when given a function of it', () => {
+    const text = [1, 2, 3, 4, 5, 6].map((step) => line({ step, loss: step, accuracy: 0 })).join('\n');
+    const seen: number[] = [];
+    const c = learningCurve(text, (last) => (seen.push(last), last / 2));
+    expect(seen).toEqual([6]);
+    expect(c.windows.map((w) => [w.fromStep, w.toStep, w.loss])).toEqual([[1, 3, 2], [4, 6, 5]]);
+    expect(() => learningCurve(text, () => 0)).toThrow(/positive number of updates, got 0/);
+  });
+
   it('refuses a window that is not a positive whole number of updates', () => {
     expect(() => learningCurve('', 0)).toThrow(/positive number of updates, got 0/);
     expect(() => learningCurve('', 2.5)).toThrow(/got 2.5/);

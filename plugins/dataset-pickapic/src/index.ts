@@ -11,7 +11,7 @@ export { ProcessedStore, FORMAT_NAME, FORMAT_VERSION } from './store';
 export type { Manifest, SplitIndex, StoredComparison, Reconciliation } from './store';
 export { buildSplits, SPLIT_PROTOCOLS } from './splits';
 export type { SplitProtocol } from './splits';
-export { generateSynthpick, simulateSynthpick, synthpickParams, renderImage, SynthpickParamsError, PRESETS as SYNTHPICK_PRESETS, TRUTH_FILE } from './synthpick';
+export { generateSynthpick, simulateSynthpick, synthpickParams, renderImage, SynthpickParamsError, PRESETS as SYNTHPICK_PRESETS, ATTRIBUTES as SYNTHPICK_ATTRIBUTES, TRUTH_FILE } from './synthpick';
 export type { SynthpickParams, SynthpickPreset, SynthpickSummary, SynthpickTruth, GenerateOptions, GenerateResult } from './synthpick';
 export { PickapicFormatError } from './parquet-io';
 export { imageId, decodeRgb } from './images';
