@@ -21,38 +21,22 @@ Writes:
       logits, each sequence alone, and how much the biases change the logits.
 """
 import json
-import pathlib
 import shutil
 import sys
 
 import torch
 import transformers
-from PIL import Image
-from safetensors.torch import save_file
-from transformers import Idefics3ForConditionalGeneration, Idefics3Processor
-from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+from safetensors.torch import load_file, save_file
+from transformers import Idefics3ForConditionalGeneration
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIX = ROOT / "plugins/backbone-idefics3/test/fixtures"
-BASE = FIX / "idefics3-tiny"
+from idefics3_padded import BASE, FIX, ROOT, PaddedBatch, floats, last_logits
+
 NAME = "idefics3-bias-tiny"
 BIAS_STD = 0.1
 SEED = 20261204
 
 
-def floats(t):
-    return [float(x) for x in t.flatten()]
-
-
-def last_logits(model, inputs):
-    with torch.no_grad():
-        out = model(**inputs)
-    last = inputs["attention_mask"].sum(1) - 1
-    return torch.stack([out.logits[b, last[b]] for b in range(len(last))])
-
-
 def main():
-    base_golden = json.loads((FIX / "goldens" / "idefics3-tiny.json").read_text())
     cfg = json.loads((BASE / "config.json").read_text())
     cfg["text_config"]["attention_bias"] = True
     cfg["text_config"]["mlp_bias"] = True
@@ -82,34 +66,19 @@ def main():
     save_file(biases, str(out / "biases.safetensors"), metadata={"format": "pt"})
     # The saved model, read back whole, must hold exactly these biases (the names are transformers').
     model.save_pretrained(tmp / "full")
-    from safetensors.torch import load_file
     full = load_file(str(tmp / "full" / "model.safetensors"))
     for k, v in biases.items():
         assert torch.equal(full[k], v), k
     assert sorted(k for k in full if k.startswith("model.text_model.") and k.endswith(".bias")) == sorted(biases)
 
-    proc = Idefics3Processor.from_pretrained(BASE)
-    proc.image_processor = Idefics3ImageProcessorPil(**{k: v for k, v in proc.image_processor.to_dict().items() if k in ("size", "max_image_size", "do_image_splitting", "resample", "image_mean", "image_std")})
-    images = [Image.open(FIX / "images" / f"image{i}.png").convert("RGB") for i in range(len(base_golden["image_sizes"]))]
-    g = base_golden["padded"]
-    enc = proc(text=g["texts"], images=[[images[k] for k in l] for l in g["images"]], padding=True, return_tensors="pt")
-    ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
-    assert ids == g["input_ids"], "the processor no longer gives idefics3-tiny's golden ids"
-    logits = last_logits(model, enc)
-    alone = [last_logits(model, proc(text=[t], images=[[images[k] for k in l]], return_tensors="pt"))[0] for t, l in zip(g["texts"], g["images"])]
-    plain = Idefics3ForConditionalGeneration.from_pretrained(BASE, dtype=torch.float32, attn_implementation="eager").eval()
-    logits_plain = last_logits(plain, enc)
-    change = float((logits - logits_plain).abs().max() / logits.abs().max())
-    pad_diff = max(float((logits[b] - alone[b]).abs().max()) for b in range(2))
+    padded, _, change, pad_diff = PaddedBatch().measure(model)
     print(f"{NAME}: {len(biases)} bias tensors; biased vs unbiased logits max rel diff {change:.3g}; padded vs alone {pad_diff:.3g}")
 
     golden = {
         "about": "transformers Idefics3ForConditionalGeneration (eval, float32, eager) on idefics3-tiny's weights with attention_bias and mlp_bias; made by goldens/make_idefics3_bias_goldens.py",
         "transformers_version": transformers.__version__, "torch_version": torch.__version__,
         "bias_std": BIAS_STD, "seed": SEED, "bias_tensors": sorted(biases),
-        "padded": {"images": g["images"], "input_ids": g["input_ids"], "pad_token_id": g["pad_token_id"], "last_index": [int(x) for x in enc["attention_mask"].sum(1) - 1],
-                   "logits": [floats(logits[0]), floats(logits[1])], "logits_unpadded": [floats(alone[0]), floats(alone[1])],
-                   "biased_vs_plain_rel_diff": change},
+        "padded": {**padded, "biased_vs_plain_rel_diff": change},
     }
     path = FIX / "goldens" / f"{NAME}.json"
     path.write_text(json.dumps(golden, separators=(",", ":")))

@@ -29,20 +29,15 @@ Writes:
 """
 import json
 import math
-import pathlib
 import shutil
 import sys
 
 import torch
 import transformers
-from PIL import Image
-from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor, LlamaConfig
+from transformers import Idefics3ForConditionalGeneration, LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIX = ROOT / "plugins/backbone-idefics3/test/fixtures"
-BASE = FIX / "idefics3-tiny"
+from idefics3_padded import BASE, FIX, ROOT, PaddedBatch, floats, last_logits
 NAME = "idefics3-llama3rope-tiny"
 MLLM_FIX = ROOT / "packages/mllm/test/fixtures"
 
@@ -56,10 +51,6 @@ INV_FREQ_CASES = [
     (96, {"rope_type": "llama3", "rope_theta": 273768.0, "factor": 5.0, "low_freq_factor": 0.7, "high_freq_factor": 3.1, "original_max_position_embeddings": 777}),
     (128, {"rope_type": "default", "rope_theta": 500000.0}),
 ]
-
-
-def floats(t):
-    return [float(x) for x in t.flatten()]
 
 
 def inv_freq_table():
@@ -82,15 +73,7 @@ def inv_freq_table():
     return cases
 
 
-def last_logits(model, inputs):
-    with torch.no_grad():
-        out = model(**inputs)
-    last = inputs["attention_mask"].sum(1) - 1
-    return torch.stack([out.logits[b, last[b]] for b in range(len(last))])
-
-
 def main():
-    base_golden = json.loads((FIX / "goldens" / "idefics3-tiny.json").read_text())
     cfg = json.loads((BASE / "config.json").read_text())
     cfg["text_config"]["rope_parameters"] = dict(ROPE)
     tmp = ROOT / "tmp" / NAME
@@ -107,30 +90,15 @@ def main():
     saved = json.loads((out / "config.json").read_text())["text_config"]["rope_parameters"]
     assert saved == ROPE, saved
 
-    proc = Idefics3Processor.from_pretrained(BASE)
-    proc.image_processor = Idefics3ImageProcessorPil(**{k: v for k, v in proc.image_processor.to_dict().items() if k in ("size", "max_image_size", "do_image_splitting", "resample", "image_mean", "image_std")})
-    images = [Image.open(FIX / "images" / f"image{i}.png").convert("RGB") for i in range(len(base_golden["image_sizes"]))]
-    g = base_golden["padded"]
-    enc = proc(text=g["texts"], images=[[images[k] for k in l] for l in g["images"]], padding=True, return_tensors="pt")
-    ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
-    assert ids == g["input_ids"], "the processor no longer gives idefics3-tiny's golden ids"
-    logits = last_logits(model, enc)
-    alone = []
-    for t, l in zip(g["texts"], g["images"]):
-        alone.append(last_logits(model, proc(text=[t], images=[[images[k] for k in l]], return_tensors="pt"))[0])
-    default = Idefics3ForConditionalGeneration.from_pretrained(BASE, dtype=torch.float32, attn_implementation="eager").eval()
-    logits_default = last_logits(default, enc)
-    change = float((logits - logits_default).abs().max() / logits.abs().max())
-    pad_diff = max(float((logits[b] - alone[b]).abs().max()) for b in range(2))
-    print(f"{NAME}: lengths {[len(s) for s in ids]}; llama3 vs default RoPE logits max rel diff {change:.3g}; padded vs alone {pad_diff:.3g}")
+    batch = PaddedBatch()
+    padded, logits_default, change, pad_diff = batch.measure(model)
+    print(f"{NAME}: lengths {[len(s) for s in batch.ids]}; llama3 vs default RoPE logits max rel diff {change:.3g}; padded vs alone {pad_diff:.3g}")
 
     golden = {
         "about": f"transformers Idefics3ForConditionalGeneration (eval, float32, eager) on idefics3-tiny's weights with llama3 RoPE scaling; made by goldens/make_idefics3_llama3_rope_goldens.py",
         "transformers_version": transformers.__version__, "torch_version": torch.__version__,
         "rope_parameters": ROPE, "inv_freq": floats(rot.inv_freq),
-        "padded": {"images": g["images"], "input_ids": g["input_ids"], "pad_token_id": g["pad_token_id"], "last_index": [int(x) for x in enc["attention_mask"].sum(1) - 1],
-                   "logits": [floats(logits[0]), floats(logits[1])], "logits_unpadded": [floats(alone[0]), floats(alone[1])],
-                   "logits_default_rope": [floats(logits_default[0]), floats(logits_default[1])], "default_vs_llama3_rel_diff": change},
+        "padded": {**padded, "logits_default_rope": [floats(logits_default[0]), floats(logits_default[1])], "default_vs_llama3_rel_diff": change},
     }
     path = FIX / "goldens" / f"{NAME}.json"
     path.write_text(json.dumps(golden, separators=(",", ":")))

@@ -8,14 +8,12 @@
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
-import { padRows } from '@userpref/mllm';
 import { SafetensorsFile } from '@userpref/safetensors';
 import { Idefics3Model } from '../src/model/idefics3';
 import { Idefics3Processor } from '../src/processor/processor';
 import { processIdefics3Image } from '../src/processor/image';
-import { checkpointDir, FIXTURES, readImage, relErr, tileBatch } from './fixtures';
+import { checkpointDir, FIXTURES, paddedLastLogits, readImage, relErr, tileBatch } from './fixtures';
 
 const TOL = 1e-5;
 const NAME = 'idefics3-bias-tiny';
@@ -68,17 +66,13 @@ describe('attention_bias and mlp_bias vs transformers', () => {
     const g = golden.padded;
     const expected = { imageSeqLen: model.config.imageSeqLen, tileSize: model.config.vision.imageSize, imageTokenId: model.config.imageTokenId };
     const proc = await Idefics3Processor.fromPretrained(checkpointDir('idefics3-tiny'), { usePrompt: true, maxPromptLen: null }, expected);
-    const images = await Promise.all([...g.images[0], ...g.images[1]].map(async (i) => processIdefics3Image(await readImage(i), proc.imageConfig)));
-    const { ids, mask, len: T } = padRows(g.input_ids.map((s) => Int32Array.from(s)), g.pad_token_id);
-    const px = tileBatch(images);
-    const logits = model.forward(ids, 2, T, px, mask);
-    const rows = tf.split(logits, 2, 0).map((t) => t.dataSync());
+    const processed = new Map(await Promise.all(g.images.flat().map(async (i) => [i, processIdefics3Image(await readImage(i), proc.imageConfig)] as const)));
+    const rows = paddedLastLogits(model, g, (images) => tileBatch(images.map((i) => processed.get(i)!)));
     const errs = [0, 1].map((b) => relErr(rows[b], g.logits[b]));
     for (const e of errs) expect(e).toBeLessThan(TOL);
     for (const b of [0, 1]) expect(relErr(rows[b], g.logits_unpadded[b])).toBeLessThan(TOL);
     // The biases matter: without them transformers' logits are far off.
     expect(g.biased_vs_plain_rel_diff).toBeGreaterThan(1e-2);
     process.stdout.write(`attention/mlp biases: max relative error vs transformers ${Math.max(...errs).toExponential(2)}\n`);
-    tf.dispose([px, logits]);
   });
 });

@@ -6,6 +6,8 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { PreferenceImage, RgbImage } from '@userpref/core';
+import { padRows } from '@userpref/mllm';
+import type { Idefics3Model } from '../src/model/idefics3';
 import type { ProcessedImage } from '../src/processor/image';
 import type * as Transformers from '@huggingface/transformers' with { 'resolution-mode': 'import' };
 
@@ -66,4 +68,15 @@ export function tileBatch(ims: readonly ProcessedImage[]): tf.Tensor4D {
     off += p.pixelValues.length;
   }
   return tf.tensor4d(data, [n, 3, M, M]);
+}
+
+/** Each sequence's last-position logits for a right-padded golden batch (ids padded with pad_token_id; the sequences' images' tiles in order). */
+export function paddedLastLogits(model: Idefics3Model, g: { input_ids: number[][]; pad_token_id: number; images: number[][] }, tiles: (images: number[]) => tf.Tensor4D): Float32Array[] {
+  const { ids, mask, len } = padRows(g.input_ids.map((s) => Int32Array.from(s)), g.pad_token_id);
+  const px = tiles(g.images.flat());
+  const logits = model.forward(ids, g.input_ids.length, len, px, mask);
+  const rows = tf.split(logits, g.input_ids.length, 0);
+  const out = rows.map((t) => t.dataSync() as Float32Array);
+  tf.dispose([px, logits, ...rows]);
+  return out;
 }

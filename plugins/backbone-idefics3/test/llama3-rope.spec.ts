@@ -11,11 +11,10 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@userpref/runtime';
-import { padRows } from '@userpref/mllm';
 import { Idefics3Model } from '../src/model/idefics3';
 import { Idefics3Processor } from '../src/processor/processor';
 import { processIdefics3Image, type ProcessedImage } from '../src/processor/image';
-import { checkpointDir, FIXTURES, readImage, relErr, tileBatch } from './fixtures';
+import { checkpointDir, FIXTURES, readImage, relErr, tileBatch, paddedLastLogits } from './fixtures';
 
 const TOL = 1e-5;
 const NAME = 'idefics3-llama3rope-tiny';
@@ -68,10 +67,7 @@ describe('llama3 RoPE scaling vs transformers', () => {
 
   it('last-position logits of a right-padded batch match transformers, and each sequence alone', () => {
     const g = golden.padded;
-    const { ids, mask, len: T } = padRows(g.input_ids.map((s) => Int32Array.from(s)), g.pad_token_id);
-    const px = tiles([...g.images[0], ...g.images[1]]);
-    const logits = model.forward(ids, 2, T, px, mask);
-    const rows = tf.split(logits, 2, 0).map((t) => t.dataSync());
+    const rows = paddedLastLogits(model, g, tiles);
     const errs = [0, 1].map((b) => relErr(rows[b], g.logits[b]));
     for (const e of errs) expect(e).toBeLessThan(TOL);
     for (const b of [0, 1]) expect(relErr(rows[b], g.logits_unpadded[b])).toBeLessThan(TOL);
@@ -79,6 +75,5 @@ describe('llama3 RoPE scaling vs transformers', () => {
     expect(g.default_vs_llama3_rel_diff).toBeGreaterThan(1e-2);
     for (const b of [0, 1]) expect(relErr(rows[b], g.logits_default_rope[b])).toBeGreaterThan(1e-2);
     process.stdout.write(`llama3 RoPE: max relative error vs transformers ${Math.max(...errs).toExponential(2)}\n`);
-    tf.dispose([px, logits]);
   });
 });
